@@ -1,0 +1,136 @@
+//! Decoding a message body into its typed payload.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::EventKind;
+use crate::chat::{ChatStatus, InboundMessage};
+use crate::contacts::Contact;
+use crate::sms::{SmsStatus, Unsubscription};
+use crate::tolerant::{self, DEFAULT_MAX_DEPTH, JsonError};
+use crate::voice::VoiceCall;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DecodeError {
+    #[error(transparent)]
+    Json(#[from] JsonError),
+    #[error("the body says it is a {found:?} event but arrived as {expected:?}")]
+    EventMismatch { expected: &'static str, found: String },
+    #[error("the body is JSON but not an object")]
+    NotAnObject,
+}
+
+/// A decoded payload. The [`EventKind`] it was decoded as says which product and channel it is for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    SmsStatus(SmsStatus),
+    /// Any of the four `*:unsubscription` events.
+    Unsubscription(Unsubscription),
+    /// `whatsapp:message:status` or `rcs:message:status`.
+    ChatStatus(ChatStatus),
+    /// `whatsapp:message:in`, `rcs:message:in` or `vmn:message:in`.
+    Inbound(InboundMessage),
+    VoiceCall(VoiceCall),
+    Contact(Contact),
+}
+
+/// Decodes a body as `kind`: tolerant JSON, either envelope shape, the typed payload.
+pub fn decode(kind: EventKind, body: &[u8]) -> Result<Event, DecodeError> {
+    Ok(match kind {
+        EventKind::SmsMessageStatus => Event::SmsStatus(decode_as(kind, body)?),
+        EventKind::SmsUnsubscription
+        | EventKind::WhatsappUnsubscription
+        | EventKind::RcsUnsubscription
+        | EventKind::VoiceUnsubscription => Event::Unsubscription(decode_as(kind, body)?),
+        EventKind::WhatsappMessageStatus | EventKind::RcsMessageStatus => {
+            Event::ChatStatus(decode_as(kind, body)?)
+        }
+        EventKind::WhatsappMessageIn | EventKind::RcsMessageIn | EventKind::VmnMessageIn => {
+            Event::Inbound(decode_as(kind, body)?)
+        }
+        EventKind::VoiceMessageOut => Event::VoiceCall(decode_as(kind, body)?),
+        EventKind::ContactsSubscriberSubscription => Event::Contact(decode_as(kind, body)?),
+    })
+}
+
+/// Decodes a body into `T`, unwrapping a `{"event", "payload"}` envelope when there is one.
+///
+/// The provider wraps chat and VMN events and sends the others flat; both shapes are accepted for
+/// every event, and an envelope naming a different event is refused.
+pub fn decode_as<T: DeserializeOwned>(kind: EventKind, body: &[u8]) -> Result<T, DecodeError> {
+    let value: Value = tolerant::parse(body, DEFAULT_MAX_DEPTH)?;
+    let Value::Object(mut object) = value else {
+        return Err(DecodeError::NotAnObject);
+    };
+    let is_envelope = matches!(object.get("payload"), Some(Value::Object(_)))
+        && matches!(object.get("event"), Some(Value::String(_)) | None)
+        && !object.contains_key("id");
+    let payload = if is_envelope {
+        if let Some(Value::String(found)) = object.get("event")
+            && EventKind::parse(found) != Some(kind)
+        {
+            return Err(DecodeError::EventMismatch { expected: kind.as_str(), found: found.clone() });
+        }
+        object.remove("payload").unwrap_or(Value::Null)
+    } else {
+        Value::Object(object)
+    };
+    serde_json::from_value(payload)
+        .map_err(|error| DecodeError::Json(JsonError::Shape { message: error.to_string() }))
+}
+
+/// The SHA-256 of a body, hex: identifies an event's content independently of when or how often it
+/// was delivered (history rows are unique by it).
+pub fn body_digest(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_and_flat_shapes_both_decode() {
+        let flat = br#"{"id": "m1", "status": "read", "to": 919}"#;
+        let wrapped =
+            br#"{"event": "whatsapp:message:status", "payload": {"id": "m1", "status": "read", "to": 919}}"#;
+        let from_flat: ChatStatus = decode_as(EventKind::WhatsappMessageStatus, flat).expect("flat decodes");
+        let from_wrapped: ChatStatus =
+            decode_as(EventKind::WhatsappMessageStatus, wrapped).expect("wrapped decodes");
+        assert_eq!(from_flat, from_wrapped);
+        assert_eq!(from_flat.to.as_deref(), Some("919"));
+    }
+
+    #[test]
+    fn an_envelope_for_another_event_is_refused() {
+        let wrapped = br#"{"event": "rcs:message:status", "payload": {"id": "m1", "status": "read"}}"#;
+        assert_eq!(
+            decode(EventKind::WhatsappMessageStatus, wrapped),
+            Err(DecodeError::EventMismatch {
+                expected: "whatsapp:message:status",
+                found: "rcs:message:status".into()
+            })
+        );
+    }
+
+    #[test]
+    fn shape_errors_name_the_field() {
+        let missing = br#"{"mobile": "91", "status": "DELIVRD"}"#;
+        match decode(EventKind::SmsMessageStatus, missing) {
+            Err(DecodeError::Json(JsonError::Shape { message })) => {
+                assert!(message.contains("id"), "{message}")
+            }
+            other => panic!("expected a shape error, got {other:?}"),
+        }
+        assert_eq!(decode(EventKind::SmsMessageStatus, b"[1]"), Err(DecodeError::NotAnObject));
+    }
+
+    #[test]
+    fn digest_is_stable_hex() {
+        assert_eq!(body_digest(b"abc").len(), 64);
+        assert_eq!(body_digest(b"abc"), body_digest(b"abc"));
+        assert_ne!(body_digest(b"abc"), body_digest(b"abd"));
+    }
+}
