@@ -1,0 +1,700 @@
+//! Configuration: shipped defaults → optional TOML file → `SWITCHBOARD_*` environment.
+//!
+//! [`defaults.toml`](DEFAULTS_TOML) is both the first layer and the commented reference printed by
+//! `switchboard config example`; a unit test keeps it equal to the `Default` implementations here.
+//! Loading reports every problem at once: each section is extracted on its own, then [`Config::validate`]
+//! adds what the types cannot say.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+use switchboard_events::{Product, Subjects, TimeZoneSetting};
+
+use crate::secret::Secret;
+
+/// The commented defaults, shipped in the binary.
+pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
+
+/// The prefix of environment overrides; `__` separates nested keys.
+pub const ENV_PREFIX: &str = "SWITCHBOARD_";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub nats: NatsConfig,
+    pub log: LogConfig,
+    pub admin: AdminConfig,
+    pub grpc: GrpcConfig,
+    pub storage: StorageConfig,
+    pub shutdown: ShutdownConfig,
+    pub gateway: GatewayConfig,
+    pub sms: ServiceConfig,
+    pub chat: ServiceConfig,
+    pub voice: ServiceConfig,
+    pub interact: ServiceConfig,
+    pub contacts: ServiceConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    pub url: String,
+    pub subject_prefix: String,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    pub stream: StreamConfig,
+    pub dead_letter_stream: StreamConfig,
+    pub auth: NatsAuthConfig,
+    pub tls: NatsTlsConfig,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: "nats://127.0.0.1:4222".to_owned(),
+            subject_prefix: String::new(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            stream: StreamConfig::default(),
+            dead_letter_stream: StreamConfig {
+                name: "SWITCHBOARD_DLQ".to_owned(),
+                max_age: Duration::from_secs(30 * 24 * 3600),
+                ..StreamConfig::default()
+            },
+            auth: NatsAuthConfig::default(),
+            tls: NatsTlsConfig::default(),
+        }
+    }
+}
+
+impl NatsConfig {
+    /// The subject names for the configured prefix (validated by [`Config::validate`]).
+    pub fn subjects(&self) -> Subjects {
+        Subjects::new(&self.subject_prefix).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    pub name: String,
+    pub replicas: usize,
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    pub max_bytes: i64,
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Duration,
+    pub max_message_size: i32,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            name: "SWITCHBOARD".to_owned(),
+            replicas: 1,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_bytes: -1,
+            duplicate_window: Duration::from_secs(120),
+            max_message_size: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsAuthConfig {
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    pub token: Option<Secret>,
+    pub nkey_seed: Option<Secret>,
+    pub credentials_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsTlsConfig {
+    pub required: bool,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Pretty, filter: "info".to_owned() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: SocketAddr::from(([0, 0, 0, 0], 9090)) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    pub listen: SocketAddr,
+    pub reflection: bool,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig { listen: SocketAddr::from(([0, 0, 0, 0], 50051)), reflection: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+    pub provider_timezone: TimeZoneSetting,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { data_dir: PathBuf::from("./data"), provider_timezone: TimeZoneSetting::default() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// After a stop signal, how long to keep serving while reporting not ready, so load balancers
+    /// stop sending work first.
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
+    /// How long in-flight work may take to finish after that before the process exits anyway.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { drain_delay: Duration::ZERO, timeout: Duration::from_secs(25) }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub max_json_depth: usize,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub publish_timeout: Duration,
+    pub max_concurrency: usize,
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+    pub sources: Vec<SourceConfig>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_body_bytes: 256 * 1024,
+            max_json_depth: 32,
+            request_timeout: Duration::from_millis(2500),
+            publish_timeout: Duration::from_millis(1500),
+            max_concurrency: 1024,
+            retry_after: Duration::from_secs(5),
+            sources: Vec::new(),
+        }
+    }
+}
+
+/// A caller of the webhook URLs and the credentials it must present.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub name: String,
+    /// Accepted tokens; `sha256:<hex>` entries are compared by hash.
+    #[serde(default)]
+    pub tokens: Vec<Secret>,
+    /// `authorization` for `Authorization: Bearer <token>`, or a header that carries the bare token.
+    #[serde(default = "default_token_header")]
+    pub token_header: String,
+}
+
+fn default_token_header() -> String {
+    "authorization".to_owned()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// Empty: SQLite under the data directory.
+    pub database_url: Option<Secret>,
+    pub max_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    pub consumer: ConsumerConfig,
+    pub retention: RetentionConfig,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            database_url: None,
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            consumer: ConsumerConfig::default(),
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+/// How long a service keeps history and raw payloads. Unset ages keep them for ever.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// History rows (every distinct event) older than this are deleted; current state is kept.
+    #[serde(with = "humantime_serde")]
+    pub history: Option<Duration>,
+    /// Raw JSON older than this is cleared (set to empty) on the rows that are kept.
+    #[serde(with = "humantime_serde")]
+    pub raw_json: Option<Duration>,
+    /// How often the retention job runs.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Rows deleted or cleared per statement, so no statement holds locks for long.
+    pub chunk_size: i64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            history: None,
+            raw_json: None,
+            interval: Duration::from_secs(3600),
+            chunk_size: 5000,
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// The database URL to use for `product`: the configured one, or a SQLite file under `data_dir`.
+    pub fn database_url(&self, product: Product, data_dir: &Path) -> Secret {
+        match &self.database_url {
+            Some(url) if !url.is_empty() => url.clone(),
+            _ => {
+                Secret::new(format!("sqlite://{}?mode=rwc", data_dir.join(format!("{product}.db")).display()))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerConfig {
+    pub batch_size: usize,
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
+    pub max_ack_pending: i64,
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    pub max_attempts: i64,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            batch_size: 256,
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 20_000,
+            retry_initial: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+            max_attempts: 5,
+        }
+    }
+}
+
+impl Config {
+    /// The section of one product service.
+    pub fn service(&self, product: Product) -> &ServiceConfig {
+        match product {
+            Product::Sms => &self.sms,
+            Product::Chat => &self.chat,
+            Product::Voice => &self.voice,
+            Product::Interact => &self.interact,
+            Product::Contacts => &self.contacts,
+        }
+    }
+
+    pub fn service_mut(&mut self, product: Product) -> &mut ServiceConfig {
+        match product {
+            Product::Sms => &mut self.sms,
+            Product::Chat => &mut self.chat,
+            Product::Voice => &mut self.voice,
+            Product::Interact => &mut self.interact,
+            Product::Contacts => &mut self.contacts,
+        }
+    }
+
+    /// Loads defaults, then `file` (which must exist when given), then the environment: every section.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigErrors> {
+        Config::load_sections(file, None)
+    }
+
+    /// Like [`Config::load`], reading only `sections` from the file and environment (the others keep
+    /// their defaults). A component reads only what it uses, so a service's pod need not hold the
+    /// gateway's token files, nor the gateway the services' database URLs.
+    pub fn load_sections(file: Option<&Path>, sections: Option<&[&str]>) -> Result<Config, ConfigErrors> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS_TOML));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigErrors(vec![format!("config file {} does not exist", path.display())]));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]));
+        Config::from_figment_sections(&figment, sections)
+    }
+
+    /// Extracts every section separately so that one bad section does not hide the others.
+    pub fn from_figment(figment: &Figment) -> Result<Config, ConfigErrors> {
+        Config::from_figment_sections(figment, None)
+    }
+
+    fn from_figment_sections(figment: &Figment, sections: Option<&[&str]>) -> Result<Config, ConfigErrors> {
+        fn extract<T: serde::de::DeserializeOwned>(
+            figment: &Figment,
+            name: &str,
+            slot: &mut T,
+            problems: &mut Vec<String>,
+        ) {
+            match figment.extract_inner::<T>(name) {
+                Ok(value) => *slot = value,
+                Err(errors) => problems.extend(errors.into_iter().map(|error| describe(name, &error))),
+            }
+        }
+        let mut problems = Vec::new();
+        let mut config = Config::default();
+        let wanted =
+            |name: &str| figment.contains(name) && sections.is_none_or(|sections| sections.contains(&name));
+        if wanted("nats") {
+            extract(figment, "nats", &mut config.nats, &mut problems);
+        }
+        if wanted("log") {
+            extract(figment, "log", &mut config.log, &mut problems);
+        }
+        if wanted("admin") {
+            extract(figment, "admin", &mut config.admin, &mut problems);
+        }
+        if wanted("grpc") {
+            extract(figment, "grpc", &mut config.grpc, &mut problems);
+        }
+        if wanted("storage") {
+            extract(figment, "storage", &mut config.storage, &mut problems);
+        }
+        if wanted("shutdown") {
+            extract(figment, "shutdown", &mut config.shutdown, &mut problems);
+        }
+        if wanted("gateway") {
+            extract(figment, "gateway", &mut config.gateway, &mut problems);
+        }
+        for product in Product::ALL {
+            if wanted(product.name()) {
+                extract(figment, product.name(), config.service_mut(product), &mut problems);
+            }
+        }
+        // Environment variables that do not name a section are not ours (Kubernetes adds
+        // SWITCHBOARD_GATEWAY_PORT and the like for Services named switchboard-gateway): ignore them.
+        // Keys inside a section are checked (deny_unknown_fields), so typos there are reported.
+        problems.extend(config.validate());
+        if problems.is_empty() { Ok(config) } else { Err(ConfigErrors(problems)) }
+    }
+
+    /// Problems the types cannot express. Empty when the configuration is usable.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(error) = Subjects::new(&self.nats.subject_prefix) {
+            problems.push(format!("nats.subject_prefix: {error}"));
+        }
+        if self.nats.url.trim().is_empty() {
+            problems.push("nats.url: must name at least one server".to_owned());
+        }
+        for (key, stream) in
+            [("nats.stream", &self.nats.stream), ("nats.dead_letter_stream", &self.nats.dead_letter_stream)]
+        {
+            let valid_name = !stream.name.is_empty()
+                && stream
+                    .name
+                    .chars()
+                    .all(|character| character.is_ascii_alphanumeric() || matches!(character, '_' | '-'));
+            if !valid_name {
+                problems.push(format!(
+                    "{key}.name: {:?} is not a valid stream name (letters, digits, _ and -)",
+                    stream.name
+                ));
+            }
+            if !(1..=5).contains(&stream.replicas) {
+                problems.push(format!("{key}.replicas: must be between 1 and 5, not {}", stream.replicas));
+            }
+        }
+        if self.nats.stream.name == self.nats.dead_letter_stream.name {
+            problems.push("nats.dead_letter_stream.name: must differ from nats.stream.name".to_owned());
+        }
+        let auth = &self.nats.auth;
+        let methods = [
+            auth.password.is_some() || auth.user.is_some(),
+            auth.token.is_some(),
+            auth.nkey_seed.is_some(),
+            auth.credentials_file.is_some(),
+        ];
+        if methods.iter().filter(|configured| **configured).count() > 1 {
+            problems.push(
+                "nats.auth: configure at most one of user/password, token, nkey_seed, credentials_file"
+                    .to_owned(),
+            );
+        }
+        if auth.user.is_some() != auth.password.is_some() {
+            problems.push("nats.auth: user and password go together".to_owned());
+        }
+        if self.nats.tls.cert_file.is_some() != self.nats.tls.key_file.is_some() {
+            problems.push("nats.tls: cert_file and key_file go together".to_owned());
+        }
+        self.validate_gateway(&mut problems);
+        for product in Product::ALL {
+            let service = self.service(product);
+            let consumer = &service.consumer;
+            let name = product.name();
+            if consumer.batch_size == 0 || consumer.batch_size > 10_000 {
+                problems.push(format!("{name}.consumer.batch_size: must be between 1 and 10000"));
+            }
+            if consumer.ack_wait < Duration::from_secs(5) {
+                problems.push(format!("{name}.consumer.ack_wait: must be at least 5s so a batch can finish"));
+            }
+            if consumer.retry_initial.is_zero() || consumer.retry_max < consumer.retry_initial {
+                problems
+                    .push(format!("{name}.consumer: retry_initial must be positive and at most retry_max"));
+            }
+            if consumer.max_attempts < 1 {
+                problems.push(format!("{name}.consumer.max_attempts: must be at least 1"));
+            }
+            if !(1..=100_000).contains(&service.retention.chunk_size) {
+                problems.push(format!("{name}.retention.chunk_size: must be between 1 and 100000"));
+            }
+            if service.retention.interval.is_zero() {
+                problems.push(format!("{name}.retention.interval: must be positive"));
+            }
+            if service.max_connections == 0 {
+                problems.push(format!("{name}.max_connections: must be at least 1"));
+            }
+            if let Some(url) = &service.database_url
+                && !url.is_empty()
+                && !["sqlite:", "postgres://", "postgresql://"]
+                    .iter()
+                    .any(|scheme| url.expose().starts_with(scheme))
+            {
+                problems.push(format!(
+                    "{name}.database_url: must start with sqlite:, postgres:// or postgresql://"
+                ));
+            }
+        }
+        problems
+    }
+
+    fn validate_gateway(&self, problems: &mut Vec<String>) {
+        let gateway = &self.gateway;
+        if gateway.max_body_bytes == 0 {
+            problems.push("gateway.max_body_bytes: must be positive".to_owned());
+        }
+        let stream_limit = usize::try_from(self.nats.stream.max_message_size).unwrap_or(usize::MAX);
+        if gateway.max_body_bytes > stream_limit.saturating_sub(4096) {
+            problems.push(format!(
+                "gateway.max_body_bytes: must stay at least 4 KiB (for headers) below nats.stream.max_message_size ({stream_limit})"
+            ));
+        }
+        if gateway.max_json_depth == 0 {
+            problems.push("gateway.max_json_depth: must be positive".to_owned());
+        }
+        if gateway.publish_timeout >= gateway.request_timeout {
+            problems.push("gateway.publish_timeout: must be shorter than gateway.request_timeout".to_owned());
+        }
+        if gateway.request_timeout >= Duration::from_secs(3) {
+            problems.push("gateway.request_timeout: must be under 3s, the provider's own timeout".to_owned());
+        }
+        if gateway.max_concurrency == 0 {
+            problems.push("gateway.max_concurrency: must be positive".to_owned());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (index, source) in gateway.sources.iter().enumerate() {
+            let key = format!("gateway.sources[{index}]");
+            if source.name.trim().is_empty() {
+                problems.push(format!("{key}.name: must not be empty"));
+            } else if !names.insert(source.name.as_str()) {
+                problems.push(format!("{key}.name: {:?} is used by another source", source.name));
+            }
+            if source.tokens.is_empty() {
+                problems.push(format!(
+                    "{key} ({}): has no credentials, so it would accept nobody; add tokens",
+                    source.name
+                ));
+            }
+            if source.tokens.iter().any(Secret::is_empty) {
+                problems.push(format!("{key}.tokens: an empty token would match an empty header"));
+            }
+            if source.token_header.trim().is_empty() || http_header_name_is_invalid(&source.token_header) {
+                problems.push(format!("{key}.token_header: {:?} is not a header name", source.token_header));
+            }
+        }
+    }
+}
+
+fn http_header_name_is_invalid(name: &str) -> bool {
+    !name.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_'))
+}
+
+fn describe(section: &str, error: &figment::Error) -> String {
+    let path = if error.path.is_empty() { section.to_owned() } else { error.path.join(".") };
+    let origin = error
+        .metadata
+        .as_ref()
+        .map(|metadata| match &metadata.source {
+            Some(source) => format!(" (from {source})"),
+            None => format!(" (from {})", metadata.name),
+        })
+        .unwrap_or_default();
+    format!("{path}: {}{origin}", error.kind)
+}
+
+/// Every problem found while loading the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(formatter, "the configuration has {} problem(s):", self.0.len())?;
+        for problem in &self.0 {
+            writeln!(formatter, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[cfg(test)]
+mod tests {
+    use figment::providers::Serialized;
+
+    use super::*;
+
+    #[test]
+    fn shipped_defaults_equal_the_code_defaults() {
+        let from_file =
+            Config::from_figment(&Figment::from(Toml::string(DEFAULTS_TOML))).expect("defaults load");
+        assert_eq!(format!("{from_file:?}"), format!("{:?}", Config::default()));
+        assert!(Config::default().validate().is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let figment = Figment::from(Toml::string(DEFAULTS_TOML)).merge(Toml::string(
+            r#"
+            [nats]
+            subject_prefix = "a b"
+            request_timeout = "soon"
+            [gateway]
+            request_timeout = "5s"
+            [[gateway.sources]]
+            name = "provider"
+            [sms]
+            databse_url = "typo"
+            [chat.consumer]
+            batch_size = 0
+            "#,
+        ));
+        let errors = Config::from_figment(&figment).expect_err("invalid").0;
+        let joined = errors.join("\n");
+        for expected in
+            ["request_timeout", "databse_url", "batch_size", "provider", "gateway.request_timeout"]
+        {
+            assert!(joined.contains(expected), "{expected} missing from:\n{joined}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys_and_ignores_foreign_variables() {
+        let figment = Figment::from(Toml::string(DEFAULTS_TOML))
+            .merge(Serialized::default("sms.consumer.batch_size", 7))
+            .merge(Serialized::default("gateway_port_8080_tcp", "tcp://10.0.0.1:8080"));
+        let config = Config::from_figment(&figment).expect("valid");
+        assert_eq!(config.sms.consumer.batch_size, 7);
+    }
+
+    #[test]
+    fn a_component_reads_only_its_sections() {
+        let figment = Figment::from(Toml::string(DEFAULTS_TOML)).merge(Toml::string(
+            r#"
+            [[gateway.sources]]
+            name = "provider"
+            tokens = ["file:/only/in/the/gateway/pod"]
+            [sms]
+            max_connections = 3
+            "#,
+        ));
+        let everything = Config::from_figment(&figment).expect_err("the token file is missing here");
+        assert!(
+            everything.0.iter().any(|problem| problem.contains("/only/in/the/gateway/pod")),
+            "{everything}"
+        );
+        let sms = Config::from_figment_sections(&figment, Some(&["nats", "sms"]))
+            .expect("sms does not read the gateway");
+        assert_eq!(sms.sms.max_connections, 3);
+        assert!(sms.gateway.sources.is_empty());
+    }
+
+    #[test]
+    fn default_database_is_sqlite_in_the_data_dir() {
+        let config = Config::default();
+        let url = config.sms.database_url(Product::Sms, Path::new("/var/lib/sb"));
+        assert_eq!(url.expose(), "sqlite:///var/lib/sb/sms.db?mode=rwc");
+    }
+}
+
+#[cfg(test)]
+mod documentation {
+    /// The configuration reference quotes the shipped defaults; keep them the same.
+    #[test]
+    fn the_configuration_reference_quotes_the_defaults() {
+        let reference = include_str!("../../../docs/configuration.md");
+        assert!(
+            reference.contains(super::DEFAULTS_TOML),
+            "docs/configuration.md must contain crates/runtime/src/defaults.toml verbatim"
+        );
+    }
+}

@@ -1,0 +1,380 @@
+//! The consumer loop every product service runs: fetch a batch → decode → apply in one transaction →
+//! acknowledge.
+//!
+//! * A message that cannot be decoded (or arrived on a subject that is not an event) is dead-lettered
+//!   with the reason, then acknowledged. If the dead letter cannot be stored, the message is retried.
+//! * When the store is unavailable ([`ApplyError::Unavailable`]) the whole batch is negatively
+//!   acknowledged with back-off and retried for as long as it takes: never dead-lettered.
+//! * When a batch fails for another reason ([`ApplyError::Failed`]), its events are applied one by
+//!   one so that the good ones go through; an event that fails alone is retried with back-off and
+//!   dead-lettered after `max_attempts` deliveries.
+//! * Shutdown waits for the batch in hand to be applied and acknowledged, and hands the messages
+//!   already fetched but not started back to the server at once.
+//! * The message stream is recreated (and the consumer with it) when it ends or keeps failing, e.g.
+//!   after the consumer was deleted or the server lost it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::consumer::pull::MessagesErrorKind;
+use async_nats::jetstream::{self, AckKind};
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use switchboard_events::{EventKind, Subjects, headers};
+use thiserror::Error;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConsumerConfig;
+use crate::dead_letter::{DeadLetter, DeadLetters};
+use crate::nats::{ConsumerSpec, ensure_consumer};
+
+/// One message from the stream, as a projection sees it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub kind: EventKind,
+    pub subject: String,
+    pub stream_sequence: u64,
+    /// How many times the server has delivered it, this time included.
+    pub delivered: i64,
+    /// When the gateway received it (microseconds since the epoch); the time of processing when the
+    /// publisher did not say.
+    pub received_at: i64,
+    pub body: Bytes,
+    pub headers: Option<HeaderMap>,
+}
+
+/// Why a batch could not be applied.
+#[derive(Debug, Error)]
+pub enum ApplyError {
+    /// The store cannot be reached or is overloaded: retry later, however long it takes.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: possibly caused by one event of the batch.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What a product service plugs into the loop.
+pub trait Projection: Send + Sync + 'static {
+    /// A decoded event, ready to apply.
+    type Item: Send + Sync + 'static;
+
+    /// Decodes one delivery. An error is permanent: the message is dead-lettered with it as reason.
+    fn decode(&self, delivery: &Delivery) -> Result<Self::Item, String>;
+
+    /// Applies items in one transaction. Must be idempotent and independent of order: the same events
+    /// applied again, or in another order, leave the same state.
+    fn apply<'a>(
+        &'a self,
+        items: &'a [Self::Item],
+    ) -> impl Future<Output = Result<(), ApplyError>> + Send + 'a;
+}
+
+/// Whether a consumer loop currently has a working message stream; read by readiness.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerHealth {
+    running: Arc<AtomicBool>,
+}
+
+impl ConsumerHealth {
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    fn set_running(&self, running: bool) {
+        self.running.store(running, Ordering::SeqCst);
+    }
+}
+
+/// One durable consumer and the projection it feeds.
+#[derive(Debug)]
+pub struct ConsumerLoop<P> {
+    pub jetstream: jetstream::Context,
+    pub subjects: Subjects,
+    pub spec: ConsumerSpec,
+    pub settings: ConsumerConfig,
+    pub dead_letters: DeadLetters,
+    pub projection: Arc<P>,
+    pub health: ConsumerHealth,
+}
+
+/// Messages buffered in the client beyond the batch in hand: their ack timers run while they wait.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+const PULL_EXPIRES: Duration = Duration::from_secs(30);
+
+impl<P: Projection> ConsumerLoop<P> {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let consumer_name = self.spec.durable_name.clone();
+        let mut retry_delay = Duration::from_millis(250);
+        'reconnect: loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let mut messages = match self.open_stream().await {
+                Ok(messages) => messages,
+                Err(error) => {
+                    tracing::warn!(consumer = %consumer_name, %error, retry_in = ?retry_delay, "cannot open consumer");
+                    if sleep_or_shutdown(retry_delay, &shutdown).await {
+                        break;
+                    }
+                    retry_delay = (retry_delay * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            retry_delay = Duration::from_millis(250);
+            self.health.set_running(true);
+            tracing::info!(consumer = %consumer_name, filter = %self.spec.filter_subject, "consuming");
+            let mut consecutive_errors = 0u32;
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => {
+                        release_buffered(&mut messages, self.settings.batch_size).await;
+                        break 'reconnect;
+                    }
+                    next = messages.next() => next,
+                };
+                match next {
+                    None => {
+                        tracing::warn!(consumer = %consumer_name, "message stream ended; reopening");
+                        break;
+                    }
+                    Some(Err(error)) => {
+                        consecutive_errors += 1;
+                        let fatal = matches!(
+                            error.kind(),
+                            MessagesErrorKind::ConsumerDeleted
+                                | MessagesErrorKind::NoResponders
+                                | MessagesErrorKind::PushBasedConsumer
+                                | MessagesErrorKind::RequestLimitExceeded
+                        );
+                        tracing::warn!(consumer = %consumer_name, %error, consecutive_errors, "message stream error");
+                        if fatal || consecutive_errors >= 3 {
+                            break;
+                        }
+                    }
+                    Some(Ok(first)) => {
+                        consecutive_errors = 0;
+                        let mut batch = Vec::with_capacity(self.settings.batch_size);
+                        batch.push(first);
+                        // Take what has already arrived, without waiting: big batches under load,
+                        // no added latency when idle.
+                        while batch.len() < self.settings.batch_size {
+                            match messages.next().now_or_never() {
+                                Some(Some(Ok(message))) => batch.push(message),
+                                _ => break,
+                            }
+                        }
+                        self.process(batch).await;
+                    }
+                }
+            }
+            self.health.set_running(false);
+            if sleep_or_shutdown(retry_delay, &shutdown).await {
+                break;
+            }
+        }
+        self.health.set_running(false);
+        tracing::info!(consumer = %consumer_name, "consumer stopped");
+    }
+
+    async fn open_stream(&self) -> Result<jetstream::consumer::pull::Stream, String> {
+        let consumer =
+            ensure_consumer(&self.jetstream, &self.spec).await.map_err(|error| error.to_string())?;
+        consumer
+            .stream()
+            .max_messages_per_batch(self.settings.batch_size)
+            .heartbeat(HEARTBEAT)
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    async fn process(&self, batch: Vec<jetstream::Message>) {
+        let started = Instant::now();
+        let consumer = self.spec.durable_name.clone();
+        let mut accepted: Vec<(jetstream::Message, Delivery)> = Vec::with_capacity(batch.len());
+        let mut items = Vec::with_capacity(batch.len());
+        for message in batch {
+            let delivery = match self.delivery(&message) {
+                Ok(delivery) => delivery,
+                Err(reason) => {
+                    self.dead_letter(&message, None, &reason).await;
+                    continue;
+                }
+            };
+            match self.projection.decode(&delivery) {
+                Ok(item) => {
+                    items.push(item);
+                    accepted.push((message, delivery));
+                }
+                Err(reason) => self.dead_letter(&message, Some(&delivery), &reason).await,
+            }
+        }
+        if items.is_empty() {
+            return;
+        }
+        match self.apply_bounded(&items).await {
+            Ok(()) => {
+                for (message, _) in &accepted {
+                    acknowledge(message, AckKind::Ack).await;
+                }
+                metrics::counter!("switchboard_consumer_events_total", "consumer" => consumer.clone(), "outcome" => "applied")
+                    .increment(accepted.len() as u64);
+            }
+            Err(ApplyError::Unavailable(reason)) => {
+                tracing::warn!(consumer = %consumer, events = accepted.len(), %reason, "store unavailable; batch will be retried");
+                for (message, delivery) in &accepted {
+                    acknowledge(message, AckKind::Nak(Some(self.backoff(delivery.delivered)))).await;
+                }
+                metrics::counter!("switchboard_consumer_events_total", "consumer" => consumer.clone(), "outcome" => "retried")
+                    .increment(accepted.len() as u64);
+            }
+            Err(ApplyError::Failed(reason)) => {
+                tracing::warn!(consumer = %consumer, events = accepted.len(), %reason, "batch failed; applying its events one by one");
+                for ((message, delivery), item) in accepted.iter().zip(&items) {
+                    self.apply_alone(message, delivery, item).await;
+                }
+            }
+        }
+        metrics::histogram!("switchboard_consumer_batch_seconds", "consumer" => consumer.clone())
+            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!("switchboard_consumer_batch_size", "consumer" => consumer)
+            .record(items.len() as f64);
+    }
+
+    async fn apply_alone(&self, message: &jetstream::Message, delivery: &Delivery, item: &P::Item) {
+        let consumer = self.spec.durable_name.clone();
+        match self.apply_bounded(std::slice::from_ref(item)).await {
+            Ok(()) => {
+                acknowledge(message, AckKind::Ack).await;
+                metrics::counter!("switchboard_consumer_events_total", "consumer" => consumer, "outcome" => "applied")
+                    .increment(1);
+            }
+            Err(ApplyError::Unavailable(_)) => {
+                acknowledge(message, AckKind::Nak(Some(self.backoff(delivery.delivered)))).await;
+                metrics::counter!("switchboard_consumer_events_total", "consumer" => consumer, "outcome" => "retried")
+                    .increment(1);
+            }
+            Err(ApplyError::Failed(reason)) if delivery.delivered >= self.settings.max_attempts => {
+                let reason = format!("failed {} times: {reason}", delivery.delivered);
+                self.dead_letter(message, Some(delivery), &reason).await;
+            }
+            Err(ApplyError::Failed(reason)) => {
+                tracing::warn!(
+                    consumer = %consumer,
+                    sequence = delivery.stream_sequence,
+                    delivered = delivery.delivered,
+                    %reason,
+                    "event failed; will retry"
+                );
+                acknowledge(message, AckKind::Nak(Some(self.backoff(delivery.delivered)))).await;
+                metrics::counter!("switchboard_consumer_events_total", "consumer" => consumer, "outcome" => "retried")
+                    .increment(1);
+            }
+        }
+    }
+
+    /// Applies with a deadline well inside the ack wait, so the server never redelivers a batch that
+    /// is still being written (a timed-out batch is retried like an unavailable store).
+    async fn apply_bounded(&self, items: &[P::Item]) -> Result<(), ApplyError> {
+        let deadline = self.settings.ack_wait.mul_f64(0.75);
+        match tokio::time::timeout(deadline, self.projection.apply(items)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(ApplyError::Unavailable(format!("batch not applied within {deadline:?}"))),
+        }
+    }
+
+    fn backoff(&self, delivered: i64) -> Duration {
+        let exponent = u32::try_from(delivered.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
+        self.settings.retry_initial.saturating_mul(2u32.saturating_pow(exponent)).min(self.settings.retry_max)
+    }
+
+    fn delivery(&self, message: &jetstream::Message) -> Result<Delivery, String> {
+        let info = message.info().map_err(|error| format!("not a JetStream message: {error}"))?;
+        let subject = message.subject.to_string();
+        let kind = self
+            .subjects
+            .event_kind(&subject)
+            .ok_or_else(|| format!("{subject} is not the subject of a known event"))?;
+        let received_at = message
+            .headers
+            .as_ref()
+            .and_then(|header_map| header_map.get(headers::RECEIVED_AT))
+            .and_then(|value| OffsetDateTime::parse(value.as_str(), &Rfc3339).ok())
+            .map(switchboard_events::value::unix_micros)
+            .unwrap_or_else(|| switchboard_events::value::unix_micros(OffsetDateTime::now_utc()));
+        Ok(Delivery {
+            kind,
+            subject,
+            stream_sequence: info.stream_sequence,
+            delivered: info.delivered,
+            received_at,
+            body: message.payload.clone(),
+            headers: message.headers.clone(),
+        })
+    }
+
+    async fn dead_letter(&self, message: &jetstream::Message, delivery: Option<&Delivery>, reason: &str) {
+        let sequence = delivery
+            .map(|delivery| delivery.stream_sequence)
+            .or_else(|| message.info().ok().map(|info| info.stream_sequence));
+        let letter = DeadLetter {
+            original_subject: message.subject.as_str(),
+            original_sequence: sequence,
+            original_headers: message.headers.as_ref(),
+            body: message.payload.clone(),
+            reason,
+        };
+        match self.dead_letters.store(letter).await {
+            Ok(_) => {
+                acknowledge(message, AckKind::Ack).await;
+                metrics::counter!("switchboard_consumer_events_total", "consumer" => self.spec.durable_name.clone(), "outcome" => "dead_lettered")
+                    .increment(1);
+            }
+            Err(error) => {
+                let delivered = delivery.map(|delivery| delivery.delivered).unwrap_or(1);
+                tracing::error!(consumer = %self.spec.durable_name, %error, "cannot store dead letter; will retry the event");
+                acknowledge(message, AckKind::Nak(Some(self.backoff(delivered)))).await;
+            }
+        }
+    }
+}
+
+async fn acknowledge(message: &jetstream::Message, kind: AckKind) {
+    if let Err(error) = message.ack_with(kind).await {
+        // The server redelivers after the ack wait; projections are idempotent.
+        tracing::warn!(subject = %message.subject, %error, "cannot acknowledge; the event will be redelivered");
+    }
+}
+
+/// Hands back, for immediate redelivery elsewhere, the messages that were fetched but not started.
+async fn release_buffered(messages: &mut jetstream::consumer::pull::Stream, limit: usize) {
+    let mut released = 0usize;
+    while released < limit {
+        match messages.next().now_or_never() {
+            Some(Some(Ok(message))) => {
+                acknowledge(&message, AckKind::Nak(None)).await;
+                released += 1;
+            }
+            _ => break,
+        }
+    }
+    if released > 0 {
+        tracing::info!(released, "returned fetched events to the server for redelivery");
+    }
+}
+
+/// Sleeps, or returns `true` at once when shutdown begins.
+async fn sleep_or_shutdown(duration: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => true,
+        _ = tokio::time::sleep(duration) => false,
+    }
+}

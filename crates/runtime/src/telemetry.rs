@@ -1,0 +1,58 @@
+//! Logs (pretty or JSON, via `tracing`) and Prometheus metrics (via `metrics`).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
+
+use crate::config::{LogConfig, LogFormat};
+
+/// Builds the process's log subscriber. Returned rather than installed, so tests and embedders can
+/// scope it (`tracing::subscriber::with_default`) or capture its output.
+pub fn log_subscriber<W>(
+    config: &LogConfig,
+    writer: W,
+) -> Result<Box<dyn tracing::Subscriber + Send + Sync>, String>
+where
+    W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_new(&config.filter)
+        .map_err(|error| format!("log.filter {:?} is not a valid filter: {error}", config.filter))?;
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_span_events(FmtSpan::NONE);
+    Ok(match config.format {
+        LogFormat::Pretty => Box::new(builder.with_target(true).finish()),
+        LogFormat::Json => Box::new(builder.json().flatten_event(true).with_current_span(false).finish()),
+    })
+}
+
+/// Installs the log subscriber for the whole process (binaries only).
+pub fn init_logging(config: &LogConfig) -> Result<(), String> {
+    let subscriber = log_subscriber(config, std::io::stderr)?;
+    tracing::subscriber::set_global_default(subscriber)
+        .map_err(|error| format!("logging already set up: {error}"))
+}
+
+/// Latency buckets in seconds: from sub-millisecond publishes to the provider's 3 s deadline.
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0];
+
+/// The process-wide Prometheus recorder, installed on first use. Metrics are process-global by the
+/// nature of the `metrics` facade; several components in one process share one registry.
+pub fn metrics() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            match builder.install_recorder() {
+                Ok(handle) => handle,
+                // Another recorder is installed (an embedding application's): keep a private one so
+                // /metrics still answers, with what this recorder sees.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}

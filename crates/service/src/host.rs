@@ -1,0 +1,143 @@
+//! Starting a product service: its database, change feed, readiness checks and consumer loops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_events::{Product, TimeZoneSetting};
+use switchboard_runtime::Platform;
+use switchboard_runtime::changes::ChangeFeed;
+use switchboard_runtime::consumer::{ConsumerHealth, ConsumerLoop, Projection};
+use switchboard_runtime::dead_letter::DeadLetters;
+use switchboard_runtime::nats::ConsumerSpec;
+use switchboard_store::{Database, MigrationFiles, PoolSettings};
+use tokio::task::JoinHandle;
+
+/// A running product service's shared parts. The service adds its consumers with
+/// [`ServiceHost::spawn_consumer`] and hands clones of `database` and `changes` to its API.
+#[derive(Debug)]
+pub struct ServiceHost {
+    pub platform: Platform,
+    pub product: Product,
+    pub database: Database,
+    pub changes: ChangeFeed,
+    /// The provider's zone, for zone-less timestamps and daily figures.
+    pub zone: TimeZoneSetting,
+    /// Consumer loops and background jobs, awaited by `finish`.
+    consumers: Vec<JoinHandle<()>>,
+}
+
+impl ServiceHost {
+    /// Opens the service's database (migrating it) and its change feed. Waits, retrying, while the
+    /// database is unreachable, so a service can start before its database does.
+    pub async fn open(
+        platform: &Platform,
+        product: Product,
+        migrations: &[MigrationFiles],
+    ) -> anyhow::Result<ServiceHost> {
+        let config = &platform.config;
+        let service_config = config.service(product);
+        let url = service_config.database_url(product, &config.storage.data_dir);
+        let settings = PoolSettings {
+            max_connections: service_config.max_connections,
+            acquire_timeout: service_config.acquire_timeout,
+        };
+        let mut delay = Duration::from_millis(250);
+        let database = loop {
+            match Database::open(&url, settings, migrations).await {
+                Ok(database) => break database,
+                Err(error) => {
+                    tracing::warn!(service = %product, %error, retry_in = ?delay, "cannot open database");
+                    tokio::select! {
+                        _ = platform.shutdown.cancelled() => anyhow::bail!("stopped before the {product} database was reachable"),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        tracing::info!(service = %product, backend = database.backend().name(), "database ready");
+        let probe = database.clone();
+        platform.readiness.add_check(format!("database:{product}"), move || {
+            let probe = probe.clone();
+            async move { probe.ping().await }
+        });
+        let changes = ChangeFeed::start(
+            platform.client.clone(),
+            platform.subjects.changes(product),
+            platform.shutdown.clone(),
+        )
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot subscribe to the {product} change feed: {error}"))?;
+        Ok(ServiceHost {
+            platform: platform.clone(),
+            product,
+            database,
+            changes,
+            zone: config.storage.provider_timezone,
+            consumers: Vec::new(),
+        })
+    }
+
+    /// Starts the durable consumer `durable_name` on one subject root (`sms`, `whatsapp`, …), feeding
+    /// `projection`, and registers its readiness check.
+    pub fn spawn_consumer<P: Projection>(&mut self, durable_name: &str, root: &str, projection: Arc<P>) {
+        let platform = &self.platform;
+        let settings = platform.config.service(self.product).consumer.clone();
+        let spec = ConsumerSpec {
+            stream: platform.config.nats.stream.name.clone(),
+            durable_name: durable_name.to_owned(),
+            filter_subject: platform.subjects.root_filter(root),
+            ack_wait: settings.ack_wait,
+            max_ack_pending: settings.max_ack_pending,
+            max_batch: i64::try_from(settings.batch_size).unwrap_or(i64::MAX),
+        };
+        let health = ConsumerHealth::default();
+        let probe = health.clone();
+        let name = durable_name.to_owned();
+        platform.readiness.add_check(format!("consumer:{durable_name}"), move || {
+            let running = probe.is_running();
+            let name = name.clone();
+            async move { if running { Ok(()) } else { Err(format!("consumer {name} is not consuming")) } }
+        });
+        let consumer = ConsumerLoop {
+            jetstream: platform.jetstream.clone(),
+            subjects: platform.subjects.clone(),
+            spec,
+            settings,
+            dead_letters: DeadLetters::new(
+                platform.jetstream.clone(),
+                platform.subjects.clone(),
+                self.product.name(),
+            ),
+            projection,
+            health,
+        };
+        self.consumers.push(tokio::spawn(consumer.run(platform.shutdown.clone())));
+    }
+
+    /// Starts the retention job for `targets` with the service's `retention` settings (it does
+    /// nothing when no age is configured).
+    pub fn spawn_retention(&mut self, targets: &'static [crate::retention::Target]) {
+        let config = self.platform.config.service(self.product).retention.clone();
+        let job = crate::retention::run_periodically(
+            self.database.clone(),
+            self.product.name().to_owned(),
+            targets,
+            config,
+            self.platform.shutdown.clone(),
+        );
+        self.consumers.push(tokio::spawn(job));
+    }
+
+    /// After shutdown was signalled: waits for the consumers to finish their batches, then closes the
+    /// database.
+    pub async fn finish(self) {
+        for consumer in self.consumers {
+            if let Err(error) = consumer.await {
+                tracing::error!(service = %self.product, %error, "consumer task failed");
+            }
+        }
+        self.database.close().await;
+        tracing::info!(service = %self.product, "service stopped");
+    }
+}

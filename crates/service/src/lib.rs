@@ -1,0 +1,17 @@
+//! The skeleton every product service shares, so the five services differ only in their events,
+//! tables and API:
+//!
+//! * [`host`]: open the service's database (retrying until it answers), register readiness, start
+//!   the change feed and the consumer loops;
+//! * [`optouts`]: the opt-out list that sms, chat and voice all keep (table, projection, check and
+//!   list queries);
+//! * [`retention`]: the periodic job that expires old history and raw JSON;
+//! * [`status`]: mapping storage errors to gRPC status codes without leaking internals.
+#![forbid(unsafe_code)]
+
+pub mod host;
+pub mod optouts;
+pub mod retention;
+pub mod status;
+
+pub use host::ServiceHost;

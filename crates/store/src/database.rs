@@ -1,0 +1,160 @@
+//! Opening a database (SQLite or PostgreSQL) with bounded pools and timeouts.
+
+use std::path::Path;
+use std::sync::Once;
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use sqlx::Executor;
+use sqlx::any::AnyPoolOptions;
+use switchboard_runtime::Secret;
+
+use crate::StoreError;
+use crate::migrate::{MigrationFiles, run_migrations};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    /// The backend of an open connection (as handed to a projection inside a transaction).
+    pub fn of(connection: &sqlx::AnyConnection) -> Backend {
+        if connection.backend_name().eq_ignore_ascii_case("sqlite") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Pool bounds and timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// How long a query waits for a free connection before failing (and its batch being retried).
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings { max_connections: 8, acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// A service's database.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// SQLite waits this long for another writer before reporting "database is locked".
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
+
+impl Database {
+    /// Opens the database and applies `migrations`. SQLite files (and their directory) are created when
+    /// missing; a PostgreSQL database must exist.
+    pub async fn open(
+        url: &Secret,
+        settings: PoolSettings,
+        migrations: &[MigrationFiles],
+    ) -> Result<Database, StoreError> {
+        let database = Database::connect(url, settings).await?;
+        database.migrate(migrations).await?;
+        Ok(database)
+    }
+
+    /// Opens the database without migrating it.
+    pub async fn connect(url: &Secret, settings: PoolSettings) -> Result<Database, StoreError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let backend = Backend::of_url(url.expose()).ok_or(StoreError::UnsupportedUrl)?;
+        if backend == Backend::Sqlite {
+            create_sqlite_directory(url.expose())?;
+        }
+        let options = AnyPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .min_connections(0)
+            .acquire_timeout(settings.acquire_timeout)
+            .idle_timeout(Some(Duration::from_secs(300)))
+            .test_before_acquire(true);
+        let options = match backend {
+            Backend::Sqlite => options.after_connect(|connection, _| {
+                Box::pin(async move {
+                    // WAL lets readers (gRPC queries) run while the consumer writes; NORMAL sync is
+                    // durable against process crashes, and the stream keeps every event anyway.
+                    connection
+                        .execute(
+                            format!(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON;"
+                            )
+                            .as_str(),
+                        )
+                        .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => options,
+        };
+        let pool =
+            options.connect(url.expose()).await.map_err(|source| StoreError::Connect { backend, source })?;
+        Ok(Database { pool, backend })
+    }
+
+    pub async fn migrate(&self, migrations: &[MigrationFiles]) -> Result<(), StoreError> {
+        run_migrations(&self.pool, self.backend, migrations).await
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A cheap round trip, for readiness.
+    pub async fn ping(&self) -> Result<(), String> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(|error| error.to_string())
+    }
+
+    /// Waits for connections in use to be returned, then closes them.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn create_sqlite_directory(url: &str) -> Result<(), StoreError> {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(parent) = Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|source| StoreError::DataDirectory { path: parent.display().to_string(), source })?;
+    }
+    Ok(())
+}

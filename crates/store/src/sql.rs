@@ -1,0 +1,232 @@
+//! Small helpers for SQL text both dialects accept.
+
+use crate::Backend;
+
+/// Numbered placeholders, `$1, $2, …`, in the order values are bound.
+#[derive(Debug, Default)]
+pub struct Placeholders {
+    count: usize,
+}
+
+impl Placeholders {
+    pub fn new() -> Placeholders {
+        Placeholders::default()
+    }
+
+    /// The next placeholder.
+    pub fn allocate(&mut self) -> String {
+        self.count += 1;
+        format!("${}", self.count)
+    }
+
+    /// How many have been handed out.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+}
+
+/// The VALUES list of a multi-row insert of `rows` rows of `columns` values, bound in order:
+/// `($1, $2), ($3, $4)` on PostgreSQL, `(?, ?), (?, ?)` on SQLite.
+///
+/// SQLite gets anonymous placeholders because sqlx looks up every numbered parameter by name, and
+/// SQLite's name lookup walks the statement's parameter list: with thousands of parameters in one
+/// batch insert that lookup, not the insert, took most of the time.
+pub fn values_rows(backend: Backend, rows: usize, columns: usize) -> String {
+    let mut placeholders = Placeholders::new();
+    let mut text = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            text.push_str(", ");
+        }
+        text.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                text.push_str(", ");
+            }
+            match backend {
+                Backend::Postgres => text.push_str(&placeholders.allocate()),
+                Backend::Sqlite => text.push('?'),
+            }
+        }
+        text.push(')');
+    }
+    text
+}
+
+/// Reduces a batch to one row per key, sorted by key, keeping for each key the row `prefer` chooses
+/// (`prefer(candidate, kept)` is true when `candidate` should replace `kept`).
+///
+/// Multi-row upserts need this: PostgreSQL refuses to touch a row twice in one statement, and rows
+/// written in key order make concurrent writers lock in the same order, so they cannot deadlock.
+pub fn one_row_per_key<'a, K: Ord, T>(
+    rows: &'a [T],
+    key: impl Fn(&'a T) -> K,
+    prefer: impl Fn(&T, &T) -> bool,
+) -> std::collections::BTreeMap<K, &'a T> {
+    let mut kept: std::collections::BTreeMap<K, &'a T> = std::collections::BTreeMap::new();
+    for row in rows {
+        match kept.entry(key(row)) {
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                entry.insert(row);
+            }
+            std::collections::btree_map::Entry::Occupied(mut entry) => {
+                if prefer(row, entry.get()) {
+                    entry.insert(row);
+                }
+            }
+        }
+    }
+    kept
+}
+
+/// A `LIKE` pattern matching values that start with `prefix`, with `%`, `_` and `\` in the prefix
+/// taken literally. Use it as `column LIKE $n ESCAPE '\'` (both dialects accept that form).
+pub fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for character in prefix.chars() {
+        if matches!(character, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(character);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Microseconds in a day: stored times are microseconds, so day buckets are integer arithmetic.
+pub const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// The epoch day of `column` (microseconds since the epoch) in the zone `offset_placeholder`
+/// microseconds east of UTC, for grouping by calendar day in both dialects.
+pub fn epoch_day_sql(column: &str, offset_placeholder: &str) -> String {
+    format!("(({column} + {offset_placeholder}) / {MICROS_PER_DAY})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_rows_number_placeholders_in_order() {
+        assert_eq!(values_rows(Backend::Postgres, 2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(values_rows(Backend::Postgres, 1, 1), "($1)");
+        assert_eq!(values_rows(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
+        let mut placeholders = Placeholders::new();
+        assert_eq!(
+            (placeholders.allocate(), placeholders.allocate(), placeholders.count()),
+            ("$1".into(), "$2".into(), 2)
+        );
+    }
+
+    #[test]
+    fn one_row_per_key_keeps_the_preferred_row_in_key_order() {
+        let rows = [("b", 3), ("a", 5), ("b", 1), ("a", 7)];
+        let kept = one_row_per_key(&rows, |row| row.0, |candidate, kept| candidate.1 < kept.1);
+        let kept: Vec<_> = kept.into_values().copied().collect();
+        assert_eq!(kept, [("a", 5), ("b", 1)]);
+    }
+
+    #[test]
+    fn like_prefix_escapes_wildcards() {
+        assert_eq!(like_prefix("dem"), "dem%");
+        assert_eq!(like_prefix("50%_a\\b"), "50\\%\\_a\\\\b%");
+        assert_eq!(epoch_day_sql("t", "$1"), "((t + $1) / 86400000000)");
+    }
+}
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Text(String),
+    Integer(i64),
+}
+
+impl From<String> for Value {
+    fn from(text: String) -> Value {
+        Value::Text(text)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(text: &str) -> Value {
+        Value::Text(text.to_owned())
+    }
+}
+
+impl From<i64> for Value {
+    fn from(integer: i64) -> Value {
+        Value::Integer(integer)
+    }
+}
+
+/// A `WHERE` clause built from optional filters, with its values in placeholder order.
+///
+/// ```
+/// # use switchboard_store::Conditions;
+/// let mut conditions = Conditions::new();
+/// let mobile = conditions.bind("9190");
+/// conditions.push(format!("mobile = {mobile}"));
+/// assert_eq!(conditions.where_clause(), " WHERE mobile = $1");
+/// ```
+#[derive(Debug, Default)]
+pub struct Conditions {
+    placeholders: Placeholders,
+    clauses: Vec<String>,
+    values: Vec<Value>,
+}
+
+impl Conditions {
+    pub fn new() -> Conditions {
+        Conditions::default()
+    }
+
+    /// Records a value and returns its placeholder, to be used in a clause (or a LIMIT).
+    pub fn bind(&mut self, value: impl Into<Value>) -> String {
+        self.values.push(value.into());
+        self.placeholders.allocate()
+    }
+
+    /// Adds a condition; all conditions must hold.
+    pub fn push(&mut self, clause: impl Into<String>) {
+        self.clauses.push(clause.into());
+    }
+
+    /// `column = $n` when `value` is not empty.
+    pub fn equal_if_set(&mut self, column: &str, value: &str) {
+        if !value.is_empty() {
+            let placeholder = self.bind(value);
+            self.push(format!("{column} = {placeholder}"));
+        }
+    }
+
+    /// `column >= start AND column < end` for the bounds that are set.
+    pub fn range(&mut self, column: &str, (start, end): (Option<i64>, Option<i64>)) {
+        if let Some(start) = start {
+            let placeholder = self.bind(start);
+            self.push(format!("{column} >= {placeholder}"));
+        }
+        if let Some(end) = end {
+            let placeholder = self.bind(end);
+            self.push(format!("{column} < {placeholder}"));
+        }
+    }
+
+    /// ` WHERE a AND b`, or nothing.
+    pub fn where_clause(&self) -> String {
+        if self.clauses.is_empty() { String::new() } else { format!(" WHERE {}", self.clauses.join(" AND ")) }
+    }
+
+    /// Binds every recorded value to `query`, in order.
+    pub fn bind_to<'q>(
+        &self,
+        mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        for value in &self.values {
+            query = match value {
+                Value::Text(text) => query.bind(text.clone()),
+                Value::Integer(integer) => query.bind(*integer),
+            };
+        }
+        query
+    }
+}
