@@ -1,0 +1,291 @@
+//! Turning one HTTP request into one stored event (or one clear refusal).
+//!
+//! Order of checks: size (413, before reading more than the limit) → authentication (401) → event
+//! name (404) → content type (415) → JSON (422) → publish (503 if not stored in time) → 200.
+//! A request that passed authentication but is refused for its content is dead-lettered first, so
+//! nothing an authenticated caller sent is lost; if even that fails, the answer is 503 and the
+//! provider will retry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, header};
+use bytes::Bytes;
+use serde::Deserialize;
+use switchboard_events::tolerant::{self, JsonError};
+use switchboard_events::{EventKind, Subjects, event_to_subject};
+use switchboard_runtime::dead_letter::{DeadLetter, DeadLetters};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::answer::{Accepted, Refusal};
+use crate::auth::{Authenticated, Authenticator};
+use crate::publish::{Outgoing, PublishError, Publisher, RequestMeta};
+
+/// Everything a request needs, shared by all requests.
+#[derive(Debug)]
+pub struct Gateway {
+    pub authenticator: Authenticator,
+    pub publisher: Publisher,
+    pub dead_letters: DeadLetters,
+    pub subjects: Subjects,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_json_depth: usize,
+    pub retry_after: Duration,
+}
+
+/// The outcome of one request, for the answer, the metrics and the log line.
+#[derive(Debug)]
+pub struct Outcome {
+    pub event: Option<EventKind>,
+    pub source: Option<String>,
+    pub result: Result<Accepted, Refusal>,
+}
+
+impl Gateway {
+    /// Handles one delivery. `path_event` is the `{event}` of the URL, or `None` for `POST /v1/events`.
+    pub async fn ingest(
+        self: Arc<Self>,
+        path_event: Option<String>,
+        headers: HeaderMap,
+        body: Body,
+        request_id: String,
+    ) -> Outcome {
+        let received_at = OffsetDateTime::now_utc();
+        let mut outcome = Outcome { event: None, source: None, result: Err(Refusal::Unauthorized) };
+        let raw = match read_body(&headers, body, self.limits.max_body_bytes).await {
+            Ok(raw) => raw,
+            Err(refusal) => {
+                outcome.result = Err(refusal);
+                return outcome;
+            }
+        };
+        let authenticated = match self.authenticator.authenticate(&headers, raw) {
+            Ok(authenticated) => authenticated,
+            Err(error) => {
+                tracing::info!(%request_id, reason = %error, "request not authenticated");
+                return outcome;
+            }
+        };
+        outcome.source = Some(authenticated.source().to_owned());
+        let meta = RequestMeta {
+            request_id: request_id.clone(),
+            received_at: received_at.format(&Rfc3339).unwrap_or_default(),
+            traceparent: headers.get("traceparent").and_then(|value| value.to_str().ok()).map(str::to_owned),
+        };
+        let prepared = prepare(&self.limits, path_event.as_deref(), &headers, authenticated.payload());
+        outcome.result = match prepared {
+            Ok(outgoing) => {
+                outcome.event = Some(outgoing.kind);
+                let event = authenticated.map(|_| outgoing);
+                self.publish(&event, &meta).await
+            }
+            Err(rejection) => {
+                outcome.event = rejection.event;
+                Err(self.dead_letter(&authenticated, &meta, path_event.as_deref(), rejection).await)
+            }
+        };
+        outcome
+    }
+
+    async fn publish(
+        &self,
+        event: &Authenticated<Outgoing>,
+        meta: &RequestMeta,
+    ) -> Result<Accepted, Refusal> {
+        match self.publisher.publish(event, meta).await {
+            Ok(stored) => Ok(Accepted {
+                accepted: true,
+                event: event.payload().kind.as_str(),
+                seq: stored.sequence,
+                duplicate: stored.duplicate,
+                request_id: meta.request_id.clone(),
+            }),
+            Err(error) => {
+                tracing::warn!(request_id = %meta.request_id, %error, "event not stored");
+                let reason = match error {
+                    PublishError::Timeout(_) => "the event store did not confirm in time",
+                    PublishError::Refused(_) => "the event store refused the event",
+                };
+                Err(Refusal::Unavailable { reason: reason.to_owned(), retry_after: self.limits.retry_after })
+            }
+        }
+    }
+
+    /// Keeps an authenticated body that cannot be published, then returns the refusal to answer with.
+    async fn dead_letter(
+        &self,
+        authenticated: &Authenticated<Bytes>,
+        meta: &RequestMeta,
+        path_event: Option<&str>,
+        rejection: Rejection,
+    ) -> Refusal {
+        let intended = match (rejection.event, path_event) {
+            (Some(kind), _) => kind.subject_suffix().to_owned(),
+            (None, Some(name)) => event_to_subject("", name).unwrap_or_else(|_| "invalid".to_owned()),
+            (None, None) => "unknown".to_owned(),
+        };
+        let mut header_map = async_nats::HeaderMap::new();
+        header_map.insert(switchboard_events::headers::SOURCE, authenticated.source());
+        header_map.insert(switchboard_events::headers::RECEIVED_AT, meta.received_at.as_str());
+        header_map.insert(switchboard_events::headers::REQUEST_ID, meta.request_id.as_str());
+        if let Some(kind) = rejection.event {
+            header_map.insert(switchboard_events::headers::EVENT, kind.as_str());
+        }
+        let reason = rejection.refusal.message();
+        let original_subject = format!("{}{intended}", self.subjects.prefix());
+        let letter = DeadLetter {
+            original_subject: &original_subject,
+            original_sequence: None,
+            original_headers: Some(&header_map),
+            body: authenticated.payload().clone(),
+            reason: &reason,
+        };
+        match self.dead_letters.store(letter).await {
+            Ok(_) => rejection.refusal,
+            Err(error) => {
+                tracing::error!(request_id = %meta.request_id, %error, "cannot keep a refused body; asking the caller to retry");
+                Refusal::Unavailable {
+                    reason: "the request could not be processed or kept".to_owned(),
+                    retry_after: self.limits.retry_after,
+                }
+            }
+        }
+    }
+}
+
+/// Reads at most `limit` bytes; a declared or actual larger body is 413.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Refusal> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(Refusal::PayloadTooLarge(limit));
+    }
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(bytes),
+        Err(error) => {
+            let too_large = std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                Err(Refusal::PayloadTooLarge(limit))
+            } else {
+                Err(Refusal::BadRequest("the body could not be read completely".to_owned()))
+            }
+        }
+    }
+}
+
+/// A refusal of an authenticated request, with the event when it was known.
+#[derive(Debug)]
+struct Rejection {
+    event: Option<EventKind>,
+    refusal: Refusal,
+}
+
+impl Rejection {
+    fn new(event: Option<EventKind>, refusal: Refusal) -> Rejection {
+        Rejection { event, refusal }
+    }
+}
+
+/// Only what the gateway reads of a body: the `event` field.
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default)]
+    event: Option<serde_json::Value>,
+}
+
+/// Checks an authenticated body and decides what to publish.
+fn prepare(
+    limits: &Limits,
+    path_event: Option<&str>,
+    headers: &HeaderMap,
+    raw: &Bytes,
+) -> Result<Outgoing, Rejection> {
+    let path_kind = match path_event {
+        Some(name) => Some(
+            EventKind::parse(name)
+                .ok_or_else(|| Rejection::new(None, Refusal::UnknownEvent(name.to_owned())))?,
+        ),
+        None => None,
+    };
+    check_content_type(headers, raw).map_err(|refusal| Rejection::new(path_kind, refusal))?;
+    let normalized = tolerant::normalize(raw, limits.max_json_depth)
+        .map_err(|error| Rejection::new(path_kind, Refusal::Unprocessable(error.to_string())))?;
+    let probe: Probe = tolerant::from_normalized(&normalized.body).map_err(|error| {
+        let reason = match error {
+            JsonError::Shape { .. } => "the body must be a JSON object".to_owned(),
+            other => other.to_string(),
+        };
+        Rejection::new(path_kind, Refusal::Unprocessable(reason))
+    })?;
+    let body_event = match probe.event {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(name)) => Some(name),
+        Some(_) => {
+            return Err(Rejection::new(
+                path_kind,
+                Refusal::BadRequest("the body's `event` must be a string".to_owned()),
+            ));
+        }
+    };
+    let kind = match (path_kind, body_event) {
+        (Some(kind), None) => kind,
+        (Some(kind), Some(name)) => match EventKind::parse(&name) {
+            Some(named) if named == kind => kind,
+            _ => {
+                return Err(Rejection::new(
+                    Some(kind),
+                    Refusal::BadRequest(format!(
+                        "the body's event {name:?} contradicts the URL's {:?}",
+                        kind.as_str()
+                    )),
+                ));
+            }
+        },
+        (None, Some(name)) => {
+            EventKind::parse(&name).ok_or_else(|| Rejection::new(None, Refusal::UnknownEvent(name)))?
+        }
+        (None, None) => {
+            return Err(Rejection::new(
+                None,
+                Refusal::BadRequest(
+                    "the body has no `event` field; post to /v1/events/{event} instead".to_owned(),
+                ),
+            ));
+        }
+    };
+    let (body, normalized) = if normalized.was_changed() {
+        (Bytes::from(normalized.body.into_owned()), Some("trailing-commas"))
+    } else {
+        // Byte for byte as received.
+        (raw.clone(), None)
+    };
+    Ok(Outgoing { kind, body, normalized })
+}
+
+/// JSON is accepted under its own type, `+json` types, `text/plain` and without a type at all. A
+/// body labelled as a form that is plainly JSON (it starts with `{`, as `curl --data` sends it) is
+/// read as JSON too: a form body cannot start that way.
+fn check_content_type(headers: &HeaderMap, body: &[u8]) -> Result<(), Refusal> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or_default();
+    let essence = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let json_type = essence == "application/json"
+        || essence.ends_with("+json")
+        || essence == "text/plain"
+        || essence.is_empty();
+    let json_as_form = essence == "application/x-www-form-urlencoded"
+        && body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{');
+    if json_type || json_as_form { Ok(()) } else { Err(Refusal::UnsupportedMediaType(text.to_owned())) }
+}

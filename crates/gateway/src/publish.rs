@@ -1,0 +1,95 @@
+//! Storing an authenticated event in JetStream, within a deadline.
+
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, message::PublishMessage};
+use bytes::Bytes;
+use switchboard_events::{EventKind, Subjects, headers};
+
+use crate::auth::Authenticated;
+
+/// An event ready to publish: the body as it will be stored.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub kind: EventKind,
+    pub body: Bytes,
+    /// How the body was changed from what was received, if it was (`trailing-commas`, …).
+    pub normalized: Option<&'static str>,
+}
+
+/// What the gateway knows about the request, for the message headers.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    pub request_id: String,
+    /// RFC 3339, microseconds, UTC.
+    pub received_at: String,
+    pub traceparent: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub sequence: u64,
+    pub duplicate: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("JetStream did not acknowledge within {0:?}")]
+    Timeout(Duration),
+    #[error("JetStream refused the event: {0}")]
+    Refused(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    jetstream: jetstream::Context,
+    subjects: Subjects,
+    timeout: Duration,
+}
+
+impl Publisher {
+    pub fn new(jetstream: jetstream::Context, subjects: Subjects, timeout: Duration) -> Publisher {
+        Publisher { jetstream, subjects, timeout }
+    }
+
+    /// Publishes and waits for the stream's acknowledgement. Only an acknowledged event is `Ok`.
+    pub async fn publish(
+        &self,
+        event: &Authenticated<Outgoing>,
+        meta: &RequestMeta,
+    ) -> Result<Stored, PublishError> {
+        let outgoing = event.payload();
+        let subject = self.subjects.event(outgoing.kind);
+        let mut header_map = HeaderMap::new();
+        let message_id = headers::message_id(outgoing.kind.as_str(), &outgoing.body);
+        header_map.insert(headers::EVENT, outgoing.kind.as_str());
+        header_map.insert(headers::SOURCE, event.source());
+        header_map.insert(headers::RECEIVED_AT, meta.received_at.as_str());
+        header_map.insert(headers::REQUEST_ID, meta.request_id.as_str());
+        if let Some(normalized) = outgoing.normalized {
+            header_map.insert(headers::NORMALIZED, normalized);
+        }
+        if let Some(traceparent) = &meta.traceparent {
+            header_map.insert(headers::TRACEPARENT, traceparent.as_str());
+        }
+        let publish =
+            PublishMessage::build().payload(outgoing.body.clone()).headers(header_map).message_id(message_id);
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(self.timeout, async {
+            let ack_future = self
+                .jetstream
+                .send_publish(subject, publish)
+                .await
+                .map_err(|error| PublishError::Refused(error.to_string()))?;
+            ack_future.await.map_err(|error| PublishError::Refused(error.to_string()))
+        })
+        .await;
+        metrics::histogram!("switchboard_gateway_publish_seconds").record(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(Ok(ack)) => Ok(Stored { sequence: ack.sequence, duplicate: ack.duplicate }),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(PublishError::Timeout(self.timeout)),
+        }
+    }
+}
