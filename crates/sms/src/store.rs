@@ -1,0 +1,380 @@
+//! The sms tables: writing a batch of reports, and the queries behind the API.
+
+use std::collections::BTreeMap;
+
+use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
+use switchboard_store::{Backend, Conditions, Database, MigrationFiles, values_rows};
+
+use crate::model::{Precedence, beats_sql};
+
+pub const MIGRATIONS: &[MigrationFiles] = &[
+    MigrationFiles {
+        version: 1,
+        description: "sms messages and status history",
+        sqlite: include_str!("../migrations/sqlite/0001_messages.sql"),
+        postgres: include_str!("../migrations/postgres/0001_messages.sql"),
+    },
+    switchboard_service::optouts::MIGRATION,
+];
+
+/// What the retention job may expire: history by receive time, and the raw JSON of messages whose
+/// last report is old.
+pub const RETENTION: &[switchboard_service::retention::Target] = {
+    use switchboard_service::retention::{Action, Target};
+    &[
+        Target {
+            table: "sms_status_events",
+            key: &["message_id", "digest"],
+            time_column: "received_at",
+            action: Action::DeleteHistory,
+        },
+        Target {
+            table: "sms_status_events",
+            key: &["message_id", "digest"],
+            time_column: "received_at",
+            action: Action::ClearRawJson("raw_json"),
+        },
+        Target {
+            table: "sms_messages",
+            key: &["id"],
+            time_column: "last_received_at",
+            action: Action::ClearRawJson("raw_json"),
+        },
+    ]
+};
+
+/// One report as stored: the message row it proposes, and its history row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRow {
+    pub id: String,
+    pub request_id: String,
+    pub recipient_index: Option<i64>,
+    pub mobile: String,
+    pub status: String,
+    pub status_class: i64,
+    pub status_rank: i64,
+    pub status_time_key: i64,
+    pub digest: String,
+    pub credits: Option<String>,
+    pub units: Option<i64>,
+    pub submitted_at: Option<i64>,
+    pub sent_at: Option<i64>,
+    pub delivered_at: Option<i64>,
+    pub cid: Option<String>,
+    pub custom: Option<String>,
+    pub sender: Option<String>,
+    pub listed_at: i64,
+    pub received_at: i64,
+    pub first_received_at: i64,
+    pub last_received_at: i64,
+    pub stream_sequence: i64,
+    pub raw_json: String,
+}
+
+impl MessageRow {
+    pub fn precedence(&self) -> Precedence {
+        Precedence {
+            rank: self.status_rank,
+            time_key: self.status_time_key,
+            digest: self.digest.clone(),
+            stream_sequence: self.stream_sequence,
+        }
+    }
+}
+
+/// Columns taken whole from the winning report.
+const WINNER_COLUMNS: &[&str] = &[
+    "request_id",
+    "recipient_index",
+    "mobile",
+    "status",
+    "status_class",
+    "status_rank",
+    "status_time_key",
+    "digest",
+    "credits",
+    "units",
+    "submitted_at",
+    "sent_at",
+    "delivered_at",
+    "cid",
+    "custom",
+    "sender",
+    "listed_at",
+    "received_at",
+    "stream_sequence",
+    "raw_json",
+];
+
+const MESSAGE_COLUMNS: &str = "id, request_id, recipient_index, mobile, status, status_class, status_rank, \
+    status_time_key, digest, credits, units, submitted_at, sent_at, delivered_at, cid, custom, sender, \
+    listed_at, received_at, first_received_at, last_received_at, stream_sequence, raw_json";
+
+const EVENT_COLUMNS: &str =
+    "message_id, digest, status, status_class, delivered_at, received_at, stream_sequence, raw_json";
+
+/// Writes a batch of reports inside the caller's transaction and returns the message rows that
+/// changed. History first, then messages, each sorted by key: every writer takes row locks in the
+/// same order, so concurrent replicas cannot deadlock.
+pub async fn write_reports(
+    connection: &mut AnyConnection,
+    reports: &[MessageRow],
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    if reports.is_empty() {
+        return Ok(Vec::new());
+    }
+    write_history(connection, reports).await?;
+    write_messages(connection, reports).await
+}
+
+async fn write_history(connection: &mut AnyConnection, reports: &[MessageRow]) -> Result<(), sqlx::Error> {
+    let mut earliest: BTreeMap<(&str, &str), &MessageRow> = BTreeMap::new();
+    for report in reports {
+        earliest
+            .entry((report.id.as_str(), report.digest.as_str()))
+            .and_modify(|kept| {
+                if report.stream_sequence < kept.stream_sequence {
+                    *kept = report;
+                }
+            })
+            .or_insert(report);
+    }
+    let sql = format!(
+        "INSERT INTO sms_status_events ({EVENT_COLUMNS}) VALUES {} \
+         ON CONFLICT (message_id, digest) DO UPDATE SET received_at = excluded.received_at, \
+         stream_sequence = excluded.stream_sequence \
+         WHERE excluded.stream_sequence < sms_status_events.stream_sequence",
+        values_rows(Backend::of(connection), earliest.len(), 8)
+    );
+    let mut query = sqlx::query(&sql);
+    for report in earliest.values() {
+        query = query
+            .bind(report.id.clone())
+            .bind(report.digest.clone())
+            .bind(report.status.clone())
+            .bind(report.status_class)
+            .bind(report.delivered_at)
+            .bind(report.received_at)
+            .bind(report.stream_sequence)
+            .bind(report.raw_json.clone());
+    }
+    query.execute(&mut *connection).await?;
+    Ok(())
+}
+
+async fn write_messages(
+    connection: &mut AnyConnection,
+    reports: &[MessageRow],
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    // Reduce the batch to one row per message: the winner, with the batch's first and last receive
+    // times (PostgreSQL refuses to touch a row twice in one statement).
+    let mut winners: BTreeMap<&str, MessageRow> = BTreeMap::new();
+    for report in reports {
+        match winners.get_mut(report.id.as_str()) {
+            None => {
+                winners.insert(report.id.as_str(), report.clone());
+            }
+            Some(kept) => {
+                let first = kept.first_received_at.min(report.first_received_at);
+                let last = kept.last_received_at.max(report.last_received_at);
+                if report.precedence().beats(&kept.precedence()) {
+                    *kept = report.clone();
+                }
+                kept.first_received_at = first;
+                kept.last_received_at = last;
+            }
+        }
+    }
+    let beats = beats_sql("sms_messages");
+    let mut assignments: Vec<String> = WINNER_COLUMNS
+        .iter()
+        .map(|column| {
+            format!("{column} = CASE WHEN {beats} THEN excluded.{column} ELSE sms_messages.{column} END")
+        })
+        .collect();
+    assignments.push(
+        "first_received_at = CASE WHEN excluded.first_received_at < sms_messages.first_received_at \
+         THEN excluded.first_received_at ELSE sms_messages.first_received_at END"
+            .to_owned(),
+    );
+    assignments.push(
+        "last_received_at = CASE WHEN excluded.last_received_at > sms_messages.last_received_at \
+         THEN excluded.last_received_at ELSE sms_messages.last_received_at END"
+            .to_owned(),
+    );
+    let sql = format!(
+        "INSERT INTO sms_messages ({MESSAGE_COLUMNS}) VALUES {} \
+         ON CONFLICT (id) DO UPDATE SET {} \
+         WHERE {beats} OR excluded.first_received_at < sms_messages.first_received_at \
+         OR excluded.last_received_at > sms_messages.last_received_at \
+         RETURNING {MESSAGE_COLUMNS}",
+        values_rows(Backend::of(connection), winners.len(), 23),
+        assignments.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for row in winners.values() {
+        query = query
+            .bind(row.id.clone())
+            .bind(row.request_id.clone())
+            .bind(row.recipient_index)
+            .bind(row.mobile.clone())
+            .bind(row.status.clone())
+            .bind(row.status_class)
+            .bind(row.status_rank)
+            .bind(row.status_time_key)
+            .bind(row.digest.clone())
+            .bind(row.credits.clone())
+            .bind(row.units)
+            .bind(row.submitted_at)
+            .bind(row.sent_at)
+            .bind(row.delivered_at)
+            .bind(row.cid.clone())
+            .bind(row.custom.clone())
+            .bind(row.sender.clone())
+            .bind(row.listed_at)
+            .bind(row.received_at)
+            .bind(row.first_received_at)
+            .bind(row.last_received_at)
+            .bind(row.stream_sequence)
+            .bind(row.raw_json.clone());
+    }
+    let changed = query.fetch_all(&mut *connection).await?;
+    changed.iter().map(message_from_sql).collect()
+}
+
+fn message_from_sql(row: &AnyRow) -> Result<MessageRow, sqlx::Error> {
+    Ok(MessageRow {
+        id: row.try_get("id")?,
+        request_id: row.try_get("request_id")?,
+        recipient_index: row.try_get("recipient_index")?,
+        mobile: row.try_get("mobile")?,
+        status: row.try_get("status")?,
+        status_class: row.try_get("status_class")?,
+        status_rank: row.try_get("status_rank")?,
+        status_time_key: row.try_get("status_time_key")?,
+        digest: row.try_get("digest")?,
+        credits: row.try_get("credits")?,
+        units: row.try_get("units")?,
+        submitted_at: row.try_get("submitted_at")?,
+        sent_at: row.try_get("sent_at")?,
+        delivered_at: row.try_get("delivered_at")?,
+        cid: row.try_get("cid")?,
+        custom: row.try_get("custom")?,
+        sender: row.try_get("sender")?,
+        listed_at: row.try_get("listed_at")?,
+        received_at: row.try_get("received_at")?,
+        first_received_at: row.try_get("first_received_at")?,
+        last_received_at: row.try_get("last_received_at")?,
+        stream_sequence: row.try_get("stream_sequence")?,
+        raw_json: row.try_get("raw_json")?,
+    })
+}
+
+/// One history row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    pub status: String,
+    pub status_class: i64,
+    pub delivered_at: Option<i64>,
+    pub received_at: i64,
+    pub stream_sequence: i64,
+    pub raw_json: String,
+}
+
+/// A message and its history, read in one statement so that both come from the same snapshot (two
+/// reads could straddle a commit and show a history the message does not reflect yet).
+pub async fn get_message(
+    database: &Database,
+    id: &str,
+) -> Result<Option<(MessageRow, Vec<EventRow>)>, sqlx::Error> {
+    let message_columns: Vec<String> =
+        MESSAGE_COLUMNS.split(", ").map(|column| format!("m.{}", column.trim())).collect();
+    let sql = format!(
+        "SELECT {}, e.status AS event_status, e.status_class AS event_status_class, \
+         e.delivered_at AS event_delivered_at, e.received_at AS event_received_at, \
+         e.stream_sequence AS event_stream_sequence, e.raw_json AS event_raw_json \
+         FROM sms_messages m LEFT JOIN sms_status_events e ON e.message_id = m.id \
+         WHERE m.id = $1 ORDER BY e.received_at, e.stream_sequence",
+        message_columns.join(", ")
+    );
+    let rows = sqlx::query(&sql).bind(id.to_owned()).fetch_all(database.pool()).await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let message = message_from_sql(first)?;
+    let mut history = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let Some(status) = row.try_get::<Option<String>, _>("event_status")? else {
+            continue;
+        };
+        history.push(EventRow {
+            status,
+            status_class: row.try_get("event_status_class")?,
+            delivered_at: row.try_get("event_delivered_at")?,
+            received_at: row.try_get("event_received_at")?,
+            stream_sequence: row.try_get("event_stream_sequence")?,
+            raw_json: row.try_get("event_raw_json")?,
+        });
+    }
+    Ok(Some((message, history)))
+}
+
+/// Messages matching `conditions`, newest first, at most `limit`.
+pub async fn list_messages(
+    database: &Database,
+    mut conditions: Conditions,
+    cursor: Option<(i64, String)>,
+    limit: i64,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    if let Some((listed_at, id)) = cursor {
+        let (listed_at, id) = (conditions.bind(listed_at), conditions.bind(id));
+        conditions.push(format!("(listed_at, id) < ({listed_at}, {id})"));
+    }
+    let limit = conditions.bind(limit);
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM sms_messages{} ORDER BY listed_at DESC, id DESC LIMIT {limit}",
+        conditions.where_clause()
+    );
+    let rows = conditions.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await?;
+    rows.iter().map(message_from_sql).collect()
+}
+
+/// One delivery-report cell: messages of one day, sender and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportCell {
+    pub epoch_day: i64,
+    pub sender: String,
+    pub status: String,
+    pub status_class: i64,
+    pub count: i64,
+}
+
+pub const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Counts per day (in the zone `offset_micros` east of UTC), sender and status.
+pub async fn delivery_report(
+    database: &Database,
+    mut conditions: Conditions,
+    offset_micros: i64,
+) -> Result<Vec<ReportCell>, sqlx::Error> {
+    let offset = conditions.bind(offset_micros);
+    let sql = format!(
+        "SELECT (listed_at + {offset}) / {MICROS_PER_DAY} AS epoch_day, COALESCE(sender, '') AS sender, \
+         status, status_class, COUNT(*) AS count FROM sms_messages{} \
+         GROUP BY epoch_day, COALESCE(sender, ''), status, status_class \
+         ORDER BY epoch_day, sender, status",
+        conditions.where_clause()
+    );
+    let rows = conditions.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ReportCell {
+                epoch_day: row.try_get("epoch_day")?,
+                sender: row.try_get("sender")?,
+                status: row.try_get("status")?,
+                status_class: row.try_get("status_class")?,
+                count: row.try_get("count")?,
+            })
+        })
+        .collect()
+}
