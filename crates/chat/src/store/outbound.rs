@@ -1,0 +1,315 @@
+//! Outbound messages: writing a batch of status events (history and current state), and reading
+//! messages back.
+
+use std::collections::BTreeMap;
+
+use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
+use switchboard_store::{Backend, Conditions, Database, values_rows};
+
+use super::prefixed;
+use crate::model::{MILESTONE_COLUMNS, Milestones, Precedence, beats_sql, earliest_sql, is_earlier_sql};
+
+/// One status event as stored: the outbound row it proposes (its milestones and times already
+/// merged when a batch is reduced), and its history row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRow {
+    pub channel: String,
+    pub id: String,
+    /// `from`: the business number or the RCS agent id.
+    pub sender: String,
+    /// `to`: the user's number.
+    pub recipient: String,
+    pub status: String,
+    pub status_rank: i64,
+    pub status_time_key: i64,
+    pub digest: String,
+    pub status_at: Option<i64>,
+    pub foreign_id: Option<String>,
+    pub milestones: Milestones,
+    pub listed_at: i64,
+    pub conversation_at: i64,
+    pub received_at: i64,
+    pub first_received_at: i64,
+    pub last_received_at: i64,
+    pub stream_sequence: i64,
+    pub raw_json: String,
+}
+
+impl OutboundRow {
+    pub fn precedence(&self) -> Precedence {
+        Precedence {
+            rank: self.status_rank,
+            time_key: self.status_time_key,
+            digest: self.digest.clone(),
+            stream_sequence: self.stream_sequence,
+        }
+    }
+
+    /// Folds another event for the same message into this one: the winner's columns, the earliest
+    /// milestones and conversation time, the first and last receive times.
+    fn absorb(&mut self, other: &OutboundRow) {
+        let mut milestones = self.milestones;
+        milestones.merge(&other.milestones);
+        let conversation_at = self.conversation_at.min(other.conversation_at);
+        let first_received_at = self.first_received_at.min(other.first_received_at);
+        let last_received_at = self.last_received_at.max(other.last_received_at);
+        if other.precedence().beats(&self.precedence()) {
+            *self = other.clone();
+        }
+        self.milestones = milestones;
+        self.conversation_at = conversation_at;
+        self.first_received_at = first_received_at;
+        self.last_received_at = last_received_at;
+    }
+}
+
+/// Columns taken whole from the winning event.
+const WINNER_COLUMNS: &[&str] = &[
+    "sender",
+    "recipient",
+    "status",
+    "status_rank",
+    "status_time_key",
+    "digest",
+    "status_at",
+    "foreign_id",
+    "listed_at",
+    "received_at",
+    "stream_sequence",
+    "raw_json",
+];
+
+pub(crate) const OUTBOUND_COLUMNS: &str = "channel, id, sender, recipient, status, status_rank, status_time_key, \
+    digest, status_at, foreign_id, processed_at, sent_at, delivered_at, read_at, failed_at, deleted_at, \
+    listed_at, conversation_at, received_at, first_received_at, last_received_at, stream_sequence, raw_json";
+const OUTBOUND_COLUMN_COUNT: usize = 23;
+
+const EVENT_COLUMNS: &str =
+    "channel, message_id, digest, status, status_at, received_at, stream_sequence, raw_json";
+
+/// Writes a batch of status events inside the caller's transaction and returns the outbound rows
+/// that changed. History first, then messages, each sorted by key: every writer takes row locks in
+/// the same order, so concurrent replicas cannot deadlock.
+pub async fn write_statuses(
+    connection: &mut AnyConnection,
+    events: &[OutboundRow],
+) -> Result<Vec<OutboundRow>, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    write_history(connection, events).await?;
+    write_messages(connection, events).await
+}
+
+async fn write_history(connection: &mut AnyConnection, events: &[OutboundRow]) -> Result<(), sqlx::Error> {
+    let mut earliest: BTreeMap<(&str, &str, &str), &OutboundRow> = BTreeMap::new();
+    for event in events {
+        earliest
+            .entry((event.channel.as_str(), event.id.as_str(), event.digest.as_str()))
+            .and_modify(|kept| {
+                if event.stream_sequence < kept.stream_sequence {
+                    *kept = event;
+                }
+            })
+            .or_insert(event);
+    }
+    let sql = format!(
+        "INSERT INTO chat_status_events ({EVENT_COLUMNS}) VALUES {} \
+         ON CONFLICT (channel, message_id, digest) DO UPDATE SET received_at = excluded.received_at, \
+         stream_sequence = excluded.stream_sequence \
+         WHERE excluded.stream_sequence < chat_status_events.stream_sequence",
+        values_rows(Backend::of(connection), earliest.len(), 8)
+    );
+    let mut query = sqlx::query(&sql);
+    for event in earliest.values() {
+        query = query
+            .bind(event.channel.clone())
+            .bind(event.id.clone())
+            .bind(event.digest.clone())
+            .bind(event.status.clone())
+            .bind(event.status_at)
+            .bind(event.received_at)
+            .bind(event.stream_sequence)
+            .bind(event.raw_json.clone());
+    }
+    query.execute(&mut *connection).await?;
+    Ok(())
+}
+
+/// The `ON CONFLICT` assignments and the condition under which the stored row changes.
+fn upsert_clauses() -> (String, String) {
+    let table = "chat_outbound";
+    let beats = beats_sql(table);
+    let mut assignments: Vec<String> = WINNER_COLUMNS
+        .iter()
+        .map(|column| {
+            format!("{column} = CASE WHEN {beats} THEN excluded.{column} ELSE {table}.{column} END")
+        })
+        .collect();
+    let mut changes = vec![beats.clone()];
+    for column in MILESTONE_COLUMNS.iter().chain(["conversation_at", "first_received_at"].iter()) {
+        assignments.push(format!("{column} = {}", earliest_sql(table, column)));
+        changes.push(is_earlier_sql(table, column));
+    }
+    assignments.push(format!(
+        "last_received_at = CASE WHEN excluded.last_received_at > {table}.last_received_at \
+         THEN excluded.last_received_at ELSE {table}.last_received_at END"
+    ));
+    changes.push(format!("excluded.last_received_at > {table}.last_received_at"));
+    (assignments.join(", "), changes.join(" OR "))
+}
+
+async fn write_messages(
+    connection: &mut AnyConnection,
+    events: &[OutboundRow],
+) -> Result<Vec<OutboundRow>, sqlx::Error> {
+    // Reduce the batch to one row per message (PostgreSQL refuses to touch a row twice in one
+    // statement), by the same rules the SQL applies against the stored row.
+    let mut reduced: BTreeMap<(&str, &str), OutboundRow> = BTreeMap::new();
+    for event in events {
+        match reduced.get_mut(&(event.channel.as_str(), event.id.as_str())) {
+            None => {
+                reduced.insert((event.channel.as_str(), event.id.as_str()), event.clone());
+            }
+            Some(kept) => kept.absorb(event),
+        }
+    }
+    let (assignments, changed) = upsert_clauses();
+    let sql = format!(
+        "INSERT INTO chat_outbound ({OUTBOUND_COLUMNS}) VALUES {} \
+         ON CONFLICT (channel, id) DO UPDATE SET {assignments} WHERE {changed} \
+         RETURNING {OUTBOUND_COLUMNS}",
+        values_rows(Backend::of(connection), reduced.len(), OUTBOUND_COLUMN_COUNT),
+    );
+    let mut query = sqlx::query(&sql);
+    for row in reduced.values() {
+        query = query
+            .bind(row.channel.clone())
+            .bind(row.id.clone())
+            .bind(row.sender.clone())
+            .bind(row.recipient.clone())
+            .bind(row.status.clone())
+            .bind(row.status_rank)
+            .bind(row.status_time_key)
+            .bind(row.digest.clone())
+            .bind(row.status_at)
+            .bind(row.foreign_id.clone());
+        for milestone in row.milestones.values() {
+            query = query.bind(milestone);
+        }
+        query = query
+            .bind(row.listed_at)
+            .bind(row.conversation_at)
+            .bind(row.received_at)
+            .bind(row.first_received_at)
+            .bind(row.last_received_at)
+            .bind(row.stream_sequence)
+            .bind(row.raw_json.clone());
+    }
+    let changed = query.fetch_all(&mut *connection).await?;
+    changed.iter().map(|row| outbound_from_sql(row, "")).collect()
+}
+
+/// Reads an outbound row whose columns carry `prefix` (empty for a plain `SELECT`).
+pub(crate) fn outbound_from_sql(row: &AnyRow, prefix: &str) -> Result<OutboundRow, sqlx::Error> {
+    let column = |name: &str| format!("{prefix}{name}");
+    Ok(OutboundRow {
+        channel: row.try_get(column("channel").as_str())?,
+        id: row.try_get(column("id").as_str())?,
+        sender: row.try_get(column("sender").as_str())?,
+        recipient: row.try_get(column("recipient").as_str())?,
+        status: row.try_get(column("status").as_str())?,
+        status_rank: row.try_get(column("status_rank").as_str())?,
+        status_time_key: row.try_get(column("status_time_key").as_str())?,
+        digest: row.try_get(column("digest").as_str())?,
+        status_at: row.try_get(column("status_at").as_str())?,
+        foreign_id: row.try_get(column("foreign_id").as_str())?,
+        milestones: Milestones {
+            processed_at: row.try_get(column("processed_at").as_str())?,
+            sent_at: row.try_get(column("sent_at").as_str())?,
+            delivered_at: row.try_get(column("delivered_at").as_str())?,
+            read_at: row.try_get(column("read_at").as_str())?,
+            failed_at: row.try_get(column("failed_at").as_str())?,
+            deleted_at: row.try_get(column("deleted_at").as_str())?,
+        },
+        listed_at: row.try_get(column("listed_at").as_str())?,
+        conversation_at: row.try_get(column("conversation_at").as_str())?,
+        received_at: row.try_get(column("received_at").as_str())?,
+        first_received_at: row.try_get(column("first_received_at").as_str())?,
+        last_received_at: row.try_get(column("last_received_at").as_str())?,
+        stream_sequence: row.try_get(column("stream_sequence").as_str())?,
+        raw_json: row.try_get(column("raw_json").as_str())?,
+    })
+}
+
+/// One history row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusEventRow {
+    pub status: String,
+    pub status_at: Option<i64>,
+    pub received_at: i64,
+    pub stream_sequence: i64,
+    pub raw_json: String,
+}
+
+/// A message and its history, read in one statement so that both come from the same snapshot (two
+/// reads could straddle a commit and show a history the message does not reflect yet).
+pub async fn get_outbound(
+    database: &Database,
+    channel: &str,
+    id: &str,
+) -> Result<Option<(OutboundRow, Vec<StatusEventRow>)>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {}, e.status AS event_status, e.status_at AS event_status_at, \
+         e.received_at AS event_received_at, e.stream_sequence AS event_stream_sequence, \
+         e.raw_json AS event_raw_json \
+         FROM chat_outbound m LEFT JOIN chat_status_events e \
+         ON e.channel = m.channel AND e.message_id = m.id \
+         WHERE m.channel = $1 AND m.id = $2 \
+         ORDER BY COALESCE(e.status_at, e.received_at), e.stream_sequence",
+        prefixed(OUTBOUND_COLUMNS, "m", "")
+    );
+    let rows =
+        sqlx::query(&sql).bind(channel.to_owned()).bind(id.to_owned()).fetch_all(database.pool()).await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let message = outbound_from_sql(first, "")?;
+    let mut history = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let Some(status) = row.try_get::<Option<String>, _>("event_status")? else {
+            continue;
+        };
+        history.push(StatusEventRow {
+            status,
+            status_at: row.try_get("event_status_at")?,
+            received_at: row.try_get("event_received_at")?,
+            stream_sequence: row.try_get("event_stream_sequence")?,
+            raw_json: row.try_get("event_raw_json")?,
+        });
+    }
+    Ok(Some((message, history)))
+}
+
+/// Outbound messages matching `conditions`, newest first by the time of their current status, at
+/// most `limit`, after the keyset `cursor` (listed_at, channel, id) when given.
+pub async fn list_outbound(
+    database: &Database,
+    mut conditions: Conditions,
+    cursor: Option<(i64, String, String)>,
+    limit: i64,
+) -> Result<Vec<OutboundRow>, sqlx::Error> {
+    if let Some((listed_at, channel, id)) = cursor {
+        let (listed_at, channel, id) =
+            (conditions.bind(listed_at), conditions.bind(channel), conditions.bind(id));
+        conditions.push(format!("(listed_at, channel, id) < ({listed_at}, {channel}, {id})"));
+    }
+    let limit = conditions.bind(limit);
+    let sql = format!(
+        "SELECT {OUTBOUND_COLUMNS} FROM chat_outbound{} \
+         ORDER BY listed_at DESC, channel DESC, id DESC LIMIT {limit}",
+        conditions.where_clause()
+    );
+    let rows = conditions.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await?;
+    rows.iter().map(|row| outbound_from_sql(row, "")).collect()
+}
