@@ -1,0 +1,45 @@
+//! The contacts service: consumes `contacts.>`, keeps every contact's current version (by the
+//! precedence rules of [`model`]) with every version received and the current attributes, and
+//! answers `ContactsService` over gRPC.
+//!
+//! * [`model`]: which version wins, and how names and identities compare;
+//! * [`consumer`]: stream → tables;
+//! * [`store`]: the SQL;
+//! * [`api`]: the gRPC service.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod consumer;
+pub mod model;
+pub mod store;
+
+use std::sync::Arc;
+
+use switchboard_events::Product;
+use switchboard_proto::contacts::contacts_service_server::ContactsServiceServer;
+use switchboard_runtime::Platform;
+use switchboard_service::ServiceHost;
+use tonic::service::RoutesBuilder;
+
+/// The gRPC service name, for health checks.
+pub const SERVICE_NAME: &str = switchboard_proto::service_names::CONTACTS;
+
+/// Opens the database, starts the `contacts` consumer and adds `ContactsService` to `routes`. Runs
+/// until the platform's shutdown; then [`ServiceHost::finish`] waits for the consumer to stop.
+pub async fn start(platform: &Platform, routes: &mut RoutesBuilder) -> anyhow::Result<ServiceHost> {
+    let mut host = ServiceHost::open(platform, Product::Contacts, store::MIGRATIONS).await?;
+    let projection = consumer::ContactsProjection {
+        database: host.database.clone(),
+        changes: host.changes.clone(),
+        zone: host.zone,
+    };
+    host.spawn_consumer("contacts", "contacts", Arc::new(projection));
+    host.spawn_retention(store::RETENTION);
+    let api = api::ContactsApi {
+        database: host.database.clone(),
+        changes: host.changes.clone(),
+        shutdown: platform.shutdown.clone(),
+    };
+    routes.add_service(ContactsServiceServer::new(api));
+    Ok(host)
+}

@@ -1,0 +1,392 @@
+//! The voice tables: writing a batch of call records, and the queries behind the API.
+
+use std::collections::BTreeMap;
+
+use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
+use switchboard_store::{Backend, Conditions, Database, MigrationFiles, values_rows};
+
+use crate::model::{Precedence, beats_sql};
+
+pub const MIGRATIONS: &[MigrationFiles] = &[
+    MigrationFiles {
+        version: 1,
+        description: "voice calls and record history",
+        sqlite: include_str!("../migrations/sqlite/0001_calls.sql"),
+        postgres: include_str!("../migrations/postgres/0001_calls.sql"),
+    },
+    switchboard_service::optouts::MIGRATION,
+];
+
+/// What the retention job may expire: record history by receive time, and the raw JSON of calls
+/// whose last record is old.
+pub const RETENTION: &[switchboard_service::retention::Target] = {
+    use switchboard_service::retention::{Action, Target};
+    &[
+        Target {
+            table: "voice_call_events",
+            key: &["mid", "digest"],
+            time_column: "received_at",
+            action: Action::DeleteHistory,
+        },
+        Target {
+            table: "voice_call_events",
+            key: &["mid", "digest"],
+            time_column: "received_at",
+            action: Action::ClearRawJson("raw_json"),
+        },
+        Target {
+            table: "voice_calls",
+            key: &["mid"],
+            time_column: "last_received_at",
+            action: Action::ClearRawJson("raw_json"),
+        },
+    ]
+};
+
+/// One call record as stored: the call row it proposes, and its history row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRow {
+    pub mid: String,
+    pub bridge: Option<String>,
+    pub from_number: Option<String>,
+    pub to_number: Option<String>,
+    pub source: Option<String>,
+    pub flow_id: Option<String>,
+    pub start_at: Option<i64>,
+    pub end_at: Option<i64>,
+    pub duration_seconds: Option<i64>,
+    pub status: Option<String>,
+    /// 1 when [`crate::model::is_answered`] holds for `status`, else 0 (no booleans in SQL).
+    pub answered: i64,
+    pub recording_url: Option<String>,
+    pub status1: Option<String>,
+    pub status2: Option<String>,
+    pub billing: Option<String>,
+    pub hangup_by: Option<String>,
+    pub call_date: Option<String>,
+    pub unixtime: Option<i64>,
+    pub end_time_key: i64,
+    pub digest: String,
+    pub listed_at: i64,
+    pub received_at: i64,
+    pub first_received_at: i64,
+    pub last_received_at: i64,
+    pub stream_sequence: i64,
+    pub raw_json: String,
+}
+
+impl CallRow {
+    pub fn precedence(&self) -> Precedence {
+        Precedence {
+            end_time_key: self.end_time_key,
+            digest: self.digest.clone(),
+            stream_sequence: self.stream_sequence,
+        }
+    }
+}
+
+/// Columns taken whole from the winning record.
+const WINNER_COLUMNS: &[&str] = &[
+    "bridge",
+    "from_number",
+    "to_number",
+    "source",
+    "flow_id",
+    "start_at",
+    "end_at",
+    "duration_seconds",
+    "status",
+    "answered",
+    "recording_url",
+    "status1",
+    "status2",
+    "billing",
+    "hangup_by",
+    "call_date",
+    "unixtime",
+    "end_time_key",
+    "digest",
+    "listed_at",
+    "received_at",
+    "stream_sequence",
+    "raw_json",
+];
+
+const CALL_COLUMNS: &str = "mid, bridge, from_number, to_number, source, flow_id, start_at, end_at, \
+    duration_seconds, status, answered, recording_url, status1, status2, billing, hangup_by, call_date, \
+    unixtime, end_time_key, digest, listed_at, received_at, first_received_at, last_received_at, \
+    stream_sequence, raw_json";
+const CALL_COLUMN_COUNT: usize = 26;
+
+const EVENT_COLUMNS: &str =
+    "mid, digest, status, end_at, duration_seconds, received_at, stream_sequence, raw_json";
+const EVENT_COLUMN_COUNT: usize = 8;
+
+/// Writes a batch of call records inside the caller's transaction and returns the call rows that
+/// changed. History first, then calls, each sorted by key: every writer takes row locks in the same
+/// order, so concurrent replicas cannot deadlock.
+pub async fn write_calls(
+    connection: &mut AnyConnection,
+    records: &[CallRow],
+) -> Result<Vec<CallRow>, sqlx::Error> {
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    write_history(connection, records).await?;
+    write_current(connection, records).await
+}
+
+async fn write_history(connection: &mut AnyConnection, records: &[CallRow]) -> Result<(), sqlx::Error> {
+    let mut earliest: BTreeMap<(&str, &str), &CallRow> = BTreeMap::new();
+    for record in records {
+        earliest
+            .entry((record.mid.as_str(), record.digest.as_str()))
+            .and_modify(|kept| {
+                if record.stream_sequence < kept.stream_sequence {
+                    *kept = record;
+                }
+            })
+            .or_insert(record);
+    }
+    let sql = format!(
+        "INSERT INTO voice_call_events ({EVENT_COLUMNS}) VALUES {} \
+         ON CONFLICT (mid, digest) DO UPDATE SET received_at = excluded.received_at, \
+         stream_sequence = excluded.stream_sequence \
+         WHERE excluded.stream_sequence < voice_call_events.stream_sequence",
+        values_rows(Backend::of(connection), earliest.len(), EVENT_COLUMN_COUNT)
+    );
+    let mut query = sqlx::query(&sql);
+    for record in earliest.values() {
+        query = query
+            .bind(record.mid.clone())
+            .bind(record.digest.clone())
+            .bind(record.status.clone())
+            .bind(record.end_at)
+            .bind(record.duration_seconds)
+            .bind(record.received_at)
+            .bind(record.stream_sequence)
+            .bind(record.raw_json.clone());
+    }
+    query.execute(&mut *connection).await?;
+    Ok(())
+}
+
+async fn write_current(
+    connection: &mut AnyConnection,
+    records: &[CallRow],
+) -> Result<Vec<CallRow>, sqlx::Error> {
+    // Reduce the batch to one row per call: the winner, with the batch's first and last receive
+    // times (PostgreSQL refuses to touch a row twice in one statement).
+    let mut winners: BTreeMap<&str, CallRow> = BTreeMap::new();
+    for record in records {
+        match winners.get_mut(record.mid.as_str()) {
+            None => {
+                winners.insert(record.mid.as_str(), record.clone());
+            }
+            Some(kept) => {
+                let first = kept.first_received_at.min(record.first_received_at);
+                let last = kept.last_received_at.max(record.last_received_at);
+                if record.precedence().beats(&kept.precedence()) {
+                    *kept = record.clone();
+                }
+                kept.first_received_at = first;
+                kept.last_received_at = last;
+            }
+        }
+    }
+    let beats = beats_sql("voice_calls");
+    let mut assignments: Vec<String> = WINNER_COLUMNS
+        .iter()
+        .map(|column| {
+            format!("{column} = CASE WHEN {beats} THEN excluded.{column} ELSE voice_calls.{column} END")
+        })
+        .collect();
+    assignments.push(
+        "first_received_at = CASE WHEN excluded.first_received_at < voice_calls.first_received_at \
+         THEN excluded.first_received_at ELSE voice_calls.first_received_at END"
+            .to_owned(),
+    );
+    assignments.push(
+        "last_received_at = CASE WHEN excluded.last_received_at > voice_calls.last_received_at \
+         THEN excluded.last_received_at ELSE voice_calls.last_received_at END"
+            .to_owned(),
+    );
+    let sql = format!(
+        "INSERT INTO voice_calls ({CALL_COLUMNS}) VALUES {} \
+         ON CONFLICT (mid) DO UPDATE SET {} \
+         WHERE {beats} OR excluded.first_received_at < voice_calls.first_received_at \
+         OR excluded.last_received_at > voice_calls.last_received_at \
+         RETURNING {CALL_COLUMNS}",
+        values_rows(Backend::of(connection), winners.len(), CALL_COLUMN_COUNT),
+        assignments.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for row in winners.values() {
+        query = query
+            .bind(row.mid.clone())
+            .bind(row.bridge.clone())
+            .bind(row.from_number.clone())
+            .bind(row.to_number.clone())
+            .bind(row.source.clone())
+            .bind(row.flow_id.clone())
+            .bind(row.start_at)
+            .bind(row.end_at)
+            .bind(row.duration_seconds)
+            .bind(row.status.clone())
+            .bind(row.answered)
+            .bind(row.recording_url.clone())
+            .bind(row.status1.clone())
+            .bind(row.status2.clone())
+            .bind(row.billing.clone())
+            .bind(row.hangup_by.clone())
+            .bind(row.call_date.clone())
+            .bind(row.unixtime)
+            .bind(row.end_time_key)
+            .bind(row.digest.clone())
+            .bind(row.listed_at)
+            .bind(row.received_at)
+            .bind(row.first_received_at)
+            .bind(row.last_received_at)
+            .bind(row.stream_sequence)
+            .bind(row.raw_json.clone());
+    }
+    let changed = query.fetch_all(&mut *connection).await?;
+    changed.iter().map(call_from_sql).collect()
+}
+
+fn call_from_sql(row: &AnyRow) -> Result<CallRow, sqlx::Error> {
+    Ok(CallRow {
+        mid: row.try_get("mid")?,
+        bridge: row.try_get("bridge")?,
+        from_number: row.try_get("from_number")?,
+        to_number: row.try_get("to_number")?,
+        source: row.try_get("source")?,
+        flow_id: row.try_get("flow_id")?,
+        start_at: row.try_get("start_at")?,
+        end_at: row.try_get("end_at")?,
+        duration_seconds: row.try_get("duration_seconds")?,
+        status: row.try_get("status")?,
+        answered: row.try_get("answered")?,
+        recording_url: row.try_get("recording_url")?,
+        status1: row.try_get("status1")?,
+        status2: row.try_get("status2")?,
+        billing: row.try_get("billing")?,
+        hangup_by: row.try_get("hangup_by")?,
+        call_date: row.try_get("call_date")?,
+        unixtime: row.try_get("unixtime")?,
+        end_time_key: row.try_get("end_time_key")?,
+        digest: row.try_get("digest")?,
+        listed_at: row.try_get("listed_at")?,
+        received_at: row.try_get("received_at")?,
+        first_received_at: row.try_get("first_received_at")?,
+        last_received_at: row.try_get("last_received_at")?,
+        stream_sequence: row.try_get("stream_sequence")?,
+        raw_json: row.try_get("raw_json")?,
+    })
+}
+
+/// One history row: a distinct record received for a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    pub digest: String,
+    pub status: Option<String>,
+    pub end_at: Option<i64>,
+    pub duration_seconds: Option<i64>,
+    pub received_at: i64,
+    pub stream_sequence: i64,
+    pub raw_json: String,
+}
+
+/// The current record of a call.
+pub async fn get_call(database: &Database, mid: &str) -> Result<Option<CallRow>, sqlx::Error> {
+    let sql = format!("SELECT {CALL_COLUMNS} FROM voice_calls WHERE mid = $1");
+    let row = sqlx::query(&sql).bind(mid.to_owned()).fetch_optional(database.pool()).await?;
+    row.as_ref().map(call_from_sql).transpose()
+}
+
+/// Every distinct record received for a call, in stream order. Not served over gRPC; kept for
+/// audits and for checking that no version was lost.
+pub async fn call_history(database: &Database, mid: &str) -> Result<Vec<EventRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM voice_call_events WHERE mid = $1 ORDER BY stream_sequence, digest"
+    );
+    let rows = sqlx::query(&sql).bind(mid.to_owned()).fetch_all(database.pool()).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(EventRow {
+                digest: row.try_get("digest")?,
+                status: row.try_get("status")?,
+                end_at: row.try_get("end_at")?,
+                duration_seconds: row.try_get("duration_seconds")?,
+                received_at: row.try_get("received_at")?,
+                stream_sequence: row.try_get("stream_sequence")?,
+                raw_json: row.try_get("raw_json")?,
+            })
+        })
+        .collect()
+}
+
+/// Calls matching `conditions`, newest first, at most `limit`.
+pub async fn list_calls(
+    database: &Database,
+    mut conditions: Conditions,
+    cursor: Option<(i64, String)>,
+    limit: i64,
+) -> Result<Vec<CallRow>, sqlx::Error> {
+    if let Some((listed_at, mid)) = cursor {
+        let (listed_at, mid) = (conditions.bind(listed_at), conditions.bind(mid));
+        conditions.push(format!("(listed_at, mid) < ({listed_at}, {mid})"));
+    }
+    let limit = conditions.bind(limit);
+    let sql = format!(
+        "SELECT {CALL_COLUMNS} FROM voice_calls{} ORDER BY listed_at DESC, mid DESC LIMIT {limit}",
+        conditions.where_clause()
+    );
+    let rows = conditions.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await?;
+    rows.iter().map(call_from_sql).collect()
+}
+
+/// Call figures of one day and source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsCell {
+    pub epoch_day: i64,
+    pub source: String,
+    pub calls: i64,
+    pub answered: i64,
+    pub total_duration_seconds: i64,
+    /// Calls that report a duration (the denominator of the average).
+    pub with_duration: i64,
+}
+
+pub const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Figures per day (in the zone `offset_micros` east of UTC) and source. Sums are cast to BIGINT:
+/// PostgreSQL sums BIGINT into NUMERIC, which sqlx `Any` cannot read.
+pub async fn call_stats(
+    database: &Database,
+    mut conditions: Conditions,
+    offset_micros: i64,
+) -> Result<Vec<StatsCell>, sqlx::Error> {
+    let offset = conditions.bind(offset_micros);
+    let sql = format!(
+        "SELECT (listed_at + {offset}) / {MICROS_PER_DAY} AS epoch_day, COALESCE(source, '') AS source, \
+         COUNT(*) AS calls, CAST(SUM(answered) AS BIGINT) AS answered, \
+         CAST(COALESCE(SUM(duration_seconds), 0) AS BIGINT) AS total_duration_seconds, \
+         COUNT(duration_seconds) AS with_duration FROM voice_calls{} \
+         GROUP BY epoch_day, COALESCE(source, '') ORDER BY epoch_day, source",
+        conditions.where_clause()
+    );
+    let rows = conditions.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(StatsCell {
+                epoch_day: row.try_get("epoch_day")?,
+                source: row.try_get("source")?,
+                calls: row.try_get("calls")?,
+                answered: row.try_get("answered")?,
+                total_duration_seconds: row.try_get("total_duration_seconds")?,
+                with_duration: row.try_get("with_duration")?,
+            })
+        })
+        .collect()
+}
