@@ -1,0 +1,14 @@
+//! End-to-end tests: HTTP in, gRPC and NATS out, against a real nats-server and a real database
+//! (SQLite by default, PostgreSQL with SB_TEST_DATABASE=postgres).
+
+mod chat;
+mod contacts;
+mod gateway;
+mod interact;
+mod metrics;
+mod projections;
+mod retention;
+mod scale;
+mod sms;
+mod voice;
+mod voice_projections;

@@ -1,0 +1,128 @@
+//! A private `nats-server` with JetStream.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+/// A `nats-server` child process on a port of its own, storing JetStream data in a temp directory.
+#[derive(Debug)]
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    directory: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Starts a server on a free port and waits until it accepts connections.
+    pub fn start() -> anyhow::Result<NatsServer> {
+        let directory = tempfile::Builder::new().prefix("switchboard-nats-").tempdir()?;
+        let ports_dir = directory.path().join("ports");
+        std::fs::create_dir_all(&ports_dir)?;
+        let child = spawn(directory.path(), "-1", Some(&ports_dir))?;
+        let pid = child.id();
+        let port = read_port(&ports_dir, pid)?;
+        let mut server = NatsServer { child: Some(child), port, directory };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server abruptly (SIGKILL): a crash, as far as clients can tell.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same storage.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // The old process may hold the port for a moment.
+            let child = spawn(self.directory.path(), &self.port.to_string(), None)?;
+            self.child = Some(child);
+            match self.wait_ready() {
+                Ok(()) => return Ok(()),
+                Err(error) if Instant::now() > deadline => return Err(error),
+                Err(_) => self.kill(),
+            }
+        }
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                anyhow::bail!("nats-server exited: {status}; log: {}", self.log().display());
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        anyhow::bail!("nats-server did not accept connections on {}", self.port)
+    }
+
+    fn log(&self) -> PathBuf {
+        self.directory.path().join("nats.log")
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(directory: &Path, port: &str, ports_dir: Option<&Path>) -> anyhow::Result<Child> {
+    let mut command = Command::new("nats-server");
+    command
+        .args(["-js", "-a", "127.0.0.1", "-p", port, "-sd"])
+        .arg(directory.join("jetstream"))
+        .arg("-l")
+        .arg(directory.join("nats.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(ports_dir) = ports_dir {
+        command.arg("--ports_file_dir").arg(ports_dir);
+    }
+    command.spawn().context("cannot start nats-server: is it installed (apt-get install nats-server)?")
+}
+
+/// nats-server writes `nats-server_<pid>.ports` with the ports it bound.
+fn read_port(ports_dir: &Path, pid: u32) -> anyhow::Result<u16> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(entries) = std::fs::read_dir(ports_dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.ends_with(&format!("_{pid}.ports"))
+                    && let Ok(text) = std::fs::read_to_string(entry.path())
+                    && let Ok(json) = serde_json::from_str::<serde_json::Value>(&text)
+                    && let Some(port) = json["nats"][0]
+                        .as_str()
+                        .and_then(|url| url.rsplit(':').next())
+                        .and_then(|port| port.parse().ok())
+                {
+                    return Ok(port);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    anyhow::bail!("nats-server did not report its port")
+}
