@@ -1,0 +1,150 @@
+//! `switchboard-bench`: how fast Switchboard is, always against a baseline measured in the same run
+//! (these machines are shared and noisy; absolute numbers alone mean little).
+//!
+//! * `gateway`: the gateway against a bare axum publisher, over loopback, with real JetStream;
+//! * `projection`: each service's projection against plain batched inserts, per backend;
+//! * `query`: gRPC `GetMessage`/`ListMessages` against the health check on the same server;
+//! * `latency`: webhook → visible over gRPC at a steady rate.
+//!
+//! Method and recorded figures: docs/benchmarks.md.
+#![forbid(unsafe_code)]
+// A command-line tool: its results go to stdout.
+#![allow(clippy::print_stdout)]
+
+mod gateway;
+mod latency;
+mod load;
+mod projection;
+mod query;
+mod stats;
+mod workload;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use switchboard_events::Product;
+use switchboard_tests::TestBackend;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard-bench",
+    about = "Benchmarks against same-run baselines (see docs/benchmarks.md)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The gateway (auth, metrics, every check) against a bare publish-and-ack handler.
+    ///
+    /// Example: switchboard-bench gateway --concurrency 64 --seconds 10 --rounds 3
+    Gateway {
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Length of each measured round.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Rounds per side, interleaved.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// The switchboard binary (default: next to this one).
+        #[arg(long)]
+        switchboard: Option<PathBuf>,
+    },
+    /// Each service's projection against plain batched inserts of the same events.
+    ///
+    /// Example: switchboard-bench projection --service sms --backend sqlite --events 50000
+    Projection {
+        /// Services to measure (default: all five).
+        #[arg(long = "service", value_parser = parse_product)]
+        services: Vec<Product>,
+        /// Backends to measure (default: sqlite). PostgreSQL uses SB_TEST_POSTGRES_URL.
+        #[arg(long = "backend", value_enum)]
+        backends: Vec<BackendArg>,
+        #[arg(long, default_value_t = 50_000)]
+        events: usize,
+        /// Events per transaction, as the consumer's batch_size.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// gRPC GetMessage and ListMessages against the health check, on a loaded sms service.
+    ///
+    /// Example: switchboard-bench query --messages 20000 --seconds 5
+    Query {
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// Webhook to visible over gRPC, at a steady rate.
+    ///
+    /// Example: switchboard-bench latency --rate 2000 --seconds 20
+    Latency {
+        #[arg(long, default_value_t = 2000)]
+        rate: u32,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
+    /// The bare publisher the gateway is compared with (started by `gateway`).
+    #[command(hide = true)]
+    BaselineServer {
+        #[arg(long)]
+        nats: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Sqlite,
+    Postgres,
+}
+
+fn parse_product(name: &str) -> Result<Product, String> {
+    Product::from_name(name)
+        .ok_or_else(|| format!("unknown service {name:?} (sms, chat, voice, interact, contacts)"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Gateway { concurrency, seconds, rounds, switchboard } => {
+            gateway::run(gateway::Options {
+                concurrency,
+                duration: Duration::from_secs(seconds),
+                rounds,
+                switchboard,
+            })
+            .await
+        }
+        Command::Projection { services, backends, events, batch, rounds } => {
+            let products = if services.is_empty() { Product::ALL.to_vec() } else { services };
+            let backends = if backends.is_empty() {
+                vec![TestBackend::Sqlite]
+            } else {
+                backends
+                    .into_iter()
+                    .map(|backend| match backend {
+                        BackendArg::Sqlite => TestBackend::Sqlite,
+                        BackendArg::Postgres => TestBackend::Postgres,
+                    })
+                    .collect()
+            };
+            projection::run(projection::Options { products, backends, events, batch, rounds }).await
+        }
+        Command::Query { messages, concurrency, seconds } => {
+            query::run(query::Options { messages, concurrency, duration: Duration::from_secs(seconds) }).await
+        }
+        Command::Latency { rate, seconds } => {
+            latency::run(latency::Options { rate, duration: Duration::from_secs(seconds) }).await
+        }
+        Command::BaselineServer { nats } => gateway::baseline_server(nats).await,
+    }
+}

@@ -1,0 +1,217 @@
+//! Each service's projection against plain batched inserts of the same events, in the same run.
+//!
+//! Both sides get the same decoded-ready deliveries in batches of the consumer's size, each batch in
+//! one transaction. The baseline inserts one row per event (subject, sequence, time, body) with one
+//! multi-row INSERT; the projection does everything the consumer does after fetching: decode, apply
+//! the state rules, write current state and history, announce changes.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use switchboard_events::{Product, TimeZoneSetting, event_to_subject};
+use switchboard_runtime::changes::ChangeFeed;
+use switchboard_runtime::consumer::{Delivery, Projection};
+use switchboard_runtime::tokio_util::sync::CancellationToken;
+use switchboard_store::sqlx::{self, Executor as _};
+use switchboard_store::{Database, MigrationFiles, PoolSettings, values_rows};
+use switchboard_tests::{NatsServer, TestBackend, TestDatabase};
+
+use crate::stats::median;
+use crate::workload;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) products: Vec<Product>,
+    pub(crate) backends: Vec<TestBackend>,
+    pub(crate) events: usize,
+    pub(crate) batch: usize,
+    pub(crate) rounds: usize,
+}
+
+#[derive(Debug)]
+struct Row {
+    product: Product,
+    backend: TestBackend,
+    baseline: f64,
+    projection: f64,
+}
+
+pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
+    let nats = NatsServer::start().context("starting nats-server for the change feeds")?;
+    let client = async_nats::connect(nats.url()).await?;
+    let stop = CancellationToken::new();
+    let mut rows = Vec::new();
+    for &backend in &options.backends {
+        for &product in &options.products {
+            let deliveries = deliveries(product, options.events)?;
+            let changes = ChangeFeed::start(client.clone(), format!("bench.changes.{product}"), stop.clone())
+                .await
+                .map_err(|error| anyhow::anyhow!("change feed: {error}"))?;
+            let (mut baselines, mut projections) = (Vec::new(), Vec::new());
+            for _ in 0..options.rounds {
+                let elapsed = baseline(backend, &deliveries, options.batch).await?;
+                baselines.push(deliveries.len() as f64 / elapsed.as_secs_f64());
+                let elapsed = projection(product, backend, &deliveries, options.batch, &changes).await?;
+                projections.push(deliveries.len() as f64 / elapsed.as_secs_f64());
+            }
+            let row = Row {
+                product,
+                backend,
+                baseline: median(&mut baselines),
+                projection: median(&mut projections),
+            };
+            eprintln!(
+                "  {product} on {}: {:.0} events/s (baseline {:.0})",
+                backend_name(backend),
+                row.projection,
+                row.baseline
+            );
+            rows.push(row);
+        }
+    }
+    stop.cancel();
+    println!(
+        "\nprojection rate, {} events per run, batches of {}, median of {} rounds",
+        options.events, options.batch, options.rounds
+    );
+    println!(
+        "{:<10} {:<10} {:>16} {:>16} {:>8}",
+        "service", "backend", "plain inserts/s", "projected ev/s", "ratio"
+    );
+    for row in rows {
+        println!(
+            "{:<10} {:<10} {:>16.0} {:>16.0} {:>8.3}",
+            row.product.name(),
+            backend_name(row.backend),
+            row.baseline,
+            row.projection,
+            row.projection / row.baseline
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn backend_name(backend: TestBackend) -> &'static str {
+    match backend {
+        TestBackend::Sqlite => "sqlite",
+        TestBackend::Postgres => "postgres",
+    }
+}
+
+fn deliveries(product: Product, count: usize) -> anyhow::Result<Vec<Delivery>> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64;
+    workload::events(product, count)
+        .into_iter()
+        .enumerate()
+        .map(|(index, (kind, body))| {
+            Ok(Delivery {
+                kind,
+                subject: event_to_subject("", kind.as_str())?,
+                stream_sequence: index as u64 + 1,
+                delivered: 1,
+                received_at: now + index as i64,
+                body: Bytes::from(body),
+                headers: None,
+            })
+        })
+        .collect()
+}
+
+fn pool() -> PoolSettings {
+    PoolSettings { max_connections: 4, acquire_timeout: Duration::from_secs(30) }
+}
+
+/// Plain multi-row inserts of one row per event.
+async fn baseline(backend: TestBackend, deliveries: &[Delivery], batch: usize) -> anyhow::Result<Duration> {
+    let database = TestDatabase::create(backend, "baseline").await?;
+    let store = Database::connect(&database.url(), pool()).await?;
+    store
+        .pool()
+        .execute("CREATE TABLE events (subject TEXT NOT NULL, sequence BIGINT NOT NULL, received_at BIGINT NOT NULL, body TEXT NOT NULL)")
+        .await?;
+    let kind = store.backend();
+    let started = Instant::now();
+    for chunk in deliveries.chunks(batch) {
+        let statement = format!(
+            "INSERT INTO events (subject, sequence, received_at, body) VALUES {}",
+            values_rows(kind, chunk.len(), 4)
+        );
+        let mut query = sqlx::query(&statement);
+        for delivery in chunk {
+            query = query
+                .bind(delivery.subject.as_str())
+                .bind(delivery.stream_sequence as i64)
+                .bind(delivery.received_at)
+                .bind(String::from_utf8_lossy(&delivery.body).into_owned());
+        }
+        let mut transaction = store.pool().begin().await?;
+        query.execute(&mut *transaction).await?;
+        transaction.commit().await?;
+    }
+    let elapsed = started.elapsed();
+    store.close().await;
+    Ok(elapsed)
+}
+
+async fn projection(
+    product: Product,
+    backend: TestBackend,
+    deliveries: &[Delivery],
+    batch: usize,
+    changes: &ChangeFeed,
+) -> anyhow::Result<Duration> {
+    let database = TestDatabase::create(backend, product.name()).await?;
+    let zone = TimeZoneSetting::default();
+    let changes = changes.clone();
+    let open = |migrations: &'static [MigrationFiles]| {
+        let url = database.url();
+        async move { Database::open(&url, pool(), migrations).await }
+    };
+    let elapsed = match product {
+        Product::Sms => {
+            let database = open(switchboard_sms::store::MIGRATIONS).await?;
+            time(&switchboard_sms::consumer::SmsProjection { database, changes, zone }, deliveries, batch)
+                .await?
+        }
+        Product::Chat => {
+            let database = open(switchboard_chat::store::MIGRATIONS).await?;
+            time(&switchboard_chat::consumer::ChatProjection { database, changes, zone }, deliveries, batch)
+                .await?
+        }
+        Product::Voice => {
+            let database = open(switchboard_voice::store::MIGRATIONS).await?;
+            time(&switchboard_voice::consumer::VoiceProjection { database, changes, zone }, deliveries, batch)
+                .await?
+        }
+        Product::Interact => {
+            let database = open(switchboard_interact::store::MIGRATIONS).await?;
+            let projection = switchboard_interact::consumer::InteractProjection { database, changes, zone };
+            time(&projection, deliveries, batch).await?
+        }
+        Product::Contacts => {
+            let database = open(switchboard_contacts::store::MIGRATIONS).await?;
+            let projection = switchboard_contacts::consumer::ContactsProjection { database, changes, zone };
+            time(&projection, deliveries, batch).await?
+        }
+    };
+    Ok(elapsed)
+}
+
+/// Decodes and applies every batch, as the consumer loop does after a fetch.
+async fn time<P: Projection>(
+    projection: &P,
+    deliveries: &[Delivery],
+    batch: usize,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    for chunk in deliveries.chunks(batch) {
+        let items = chunk
+            .iter()
+            .map(|delivery| projection.decode(delivery))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|reason| anyhow::anyhow!("workload event refused: {reason}"))?;
+        projection.apply(&items).await.map_err(|error| anyhow::anyhow!("apply: {error}"))?;
+    }
+    Ok(started.elapsed())
+}

@@ -1,0 +1,134 @@
+//! Synthetic events shaped like the provider's, for every product: many messages, each with several
+//! reports, duplicates and reordering, as real traffic has.
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde_json::json;
+use switchboard_events::{EventKind, Product};
+
+/// `count` events for `product`, shuffled with a fixed seed so every run replays the same sequence.
+pub(crate) fn events(product: Product, count: usize) -> Vec<(EventKind, Vec<u8>)> {
+    let mut events: Vec<(EventKind, Vec<u8>)> = (0..count).map(|index| event(product, index)).collect();
+    events.shuffle(&mut StdRng::seed_from_u64(0x5eed));
+    events
+}
+
+/// The `index`th event of `product`'s workload.
+pub(crate) fn event(product: Product, index: usize) -> (EventKind, Vec<u8>) {
+    match product {
+        Product::Sms => (EventKind::SmsMessageStatus, sms_status(index / 2, SMS_STATUSES[index % 2])),
+        Product::Chat => {
+            let statuses = ["sent", "delivered", "read"];
+            let body = json!({
+                "event": "whatsapp:message:status",
+                "payload": {
+                    "id": format!("b7c3e1d0-0000-4000-8000-{:012}", index / 3),
+                    "channel": "whatsapp",
+                    "from": "919019120123",
+                    "to": format!("9190{:08}", (index / 3) % 10_000),
+                    "status": statuses[index % 3],
+                    "delivered_at": "2021-06-18T14:48:06.886358Z",
+                    "processed_at": "2021-06-18T14:48:05.000000Z",
+                    "timestamp": format!("2021-06-18T14:48:{:02}.000000Z", index % 3),
+                    "foreign_id": format!("order-{}", index / 3),
+                }
+            });
+            (EventKind::WhatsappMessageStatus, body.to_string().into_bytes())
+        }
+        Product::Voice => {
+            // One call in ten is reported twice.
+            let call = index - index / 10;
+            let body = json!({
+                "bridge": 918068281234u64,
+                "from": 918919521234u64,
+                "to": 918867000000u64 + (call % 10_000) as u64,
+                "source": if call % 3 == 0 { "C2C" } else { "OBD" },
+                "mid": format!("{call}-1333-12345"),
+                "flow_id": 123,
+                "start_at": "2021-04-09 16:27:39",
+                "end_at": "2021-04-09 16:27:55",
+                "duration": "23",
+                "status": if call % 4 == 0 { "NOANSWER" } else { "ANSWER" },
+                "recording_url": "https://recordings.example/call.mp3",
+            });
+            (EventKind::VoiceMessageOut, body.to_string().into_bytes())
+        }
+        Product::Interact => {
+            let keywords = ["OFFER", "STOP", "BALANCE", "HELP"];
+            let body = json!({
+                "event": "vmn:message:in",
+                "payload": {
+                    "id": format!("vmn-{index}"),
+                    "channels": [{ "name": "vmn", "to": format!("9190191{:05}", index % 20) }],
+                    "recipient": { "from": format!("9198{:08}", index % 50_000), "user": { "phone": "user phone" } },
+                    "message": {
+                        "type": "text",
+                        "payload": { "text": format!("{} please {}", keywords[index % 4], index) }
+                    }
+                }
+            });
+            (EventKind::VmnMessageIn, body.to_string().into_bytes())
+        }
+        Product::Contacts => {
+            // Two versions of every contact.
+            let contact = index / 2;
+            let body = json!({
+                "id": contact,
+                "identity": format!("person{contact}@example.com"),
+                "first_name": "Demo",
+                "middle_name": null,
+                "last_name": format!("Person{contact}"),
+                "gender": "female",
+                "birth_date": "1996-07-16",
+                "company": null,
+                "attributes": { "membership": if index % 2 == 0 { "gold" } else { "platinum" } },
+                "created_at": "2023-07-17T11:45:34.000000Z",
+                "updated_at": format!("2023-07-17T11:46:{:02}.000000Z", index % 2),
+                "status": "Subscriber updated successfully",
+            });
+            (EventKind::ContactsSubscriberSubscription, body.to_string().into_bytes())
+        }
+    }
+}
+
+const SMS_STATUSES: [&str; 2] = ["SENT", "DELIVRD"];
+
+/// An sms delivery report for message number `message`.
+pub(crate) fn sms_status(message: usize, status: &str) -> Vec<u8> {
+    json!({
+        "id": sms_id(message),
+        "mobile": format!("9189{:08}", message % 100),
+        "status": status,
+        "credits": "1.0000",
+        "units": 1,
+        "deliv_time": "2021-04-09 16:27:51",
+        "sent_time": "2021-04-09 16:27:35",
+        "submit_time": "2021-04-09 16:27:39",
+        "cid": "12344441234",
+        "custom": format!("{message}"),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+pub(crate) fn sms_id(message: usize) -> String {
+    format!("b34e35ad-fe34-4a8b-977c-{message:012}:1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_product_workload_decodes_as_its_event() {
+        for product in Product::ALL {
+            for (kind, body) in events(product, 30) {
+                assert_eq!(kind.product(), product);
+                if let Err(error) = switchboard_events::decode(kind, &body) {
+                    panic!("{kind} does not decode: {error}");
+                }
+            }
+        }
+    }
+}
