@@ -222,7 +222,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Config(command) => components::config(&cli, command),
         Command::Completions { shell } => {
             let mut command = Cli::command();
-            clap_complete::generate(*shell, &mut command, "switchboard", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "switchboard", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
             Ok(())
         }
     }

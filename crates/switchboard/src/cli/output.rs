@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::LazyLock;
 
 use anyhow::Context as _;
-use comfy_table::presets::UTF8_HORIZONTAL_ONLY;
+use comfy_table::presets::{NOTHING, UTF8_FULL_CONDENSED};
 use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table};
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use prost_types::Timestamp;
@@ -41,9 +41,11 @@ impl Output {
     /// A table with a bold header row.
     pub fn table(&self, header: &[&str]) -> Table {
         let mut table = Table::new();
-        table.load_preset(UTF8_HORIZONTAL_ONLY).set_content_arrangement(ContentArrangement::Dynamic);
-        if !self.styled {
-            table.force_no_tty();
+        if self.styled {
+            table.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+        } else {
+            // Plain columns, like other operator tools print for pipes and logs.
+            table.load_preset(NOTHING).force_no_tty();
         }
         table.set_header(header.iter().map(|title| Cell::new(title).add_attribute(Attribute::Bold)));
         table
