@@ -121,14 +121,25 @@ async fn sent_events_are_queryable_from_the_command_line() {
     // An opt-out, then the check through the CLI.
     run_ok(&system, dir, &["send", "sms:unsubscription", "--gateway", gateway, "--token", TEST_TOKEN]).await;
     let check = wait_until("the opt-out to apply", WAIT, || async {
-        let answer =
-            run_ok(&system, dir, &["optout", "check", "+91 700-208 8123", "--endpoint", grpc, "--json"])
-                .await
-                .json();
+        let answer = run_ok(
+            &system,
+            dir,
+            &["optout", "check", "+91 700-208 8123", "--sender", "Demo12", "--endpoint", grpc, "--json"],
+        )
+        .await
+        .json();
         (answer["opted_out"] == true).then_some(answer)
     })
     .await;
-    assert!(!check["matches"].as_array().expect("matches").is_empty());
+    assert_eq!(check["matches"][0]["id"], "d105a1ef-6728-4563-8b85-7f5356c8a123");
+    let other = run_ok(
+        &system,
+        dir,
+        &["optout", "check", "917002088123", "--sender", "OTHER1", "--endpoint", grpc, "--json"],
+    )
+    .await
+    .json();
+    assert_eq!(other["opted_out"], false);
 
     // Chat, voice and contacts through their bundled examples.
     for event in ["whatsapp:message:status", "voice:message:out", "contacts:subscriber:subscription"] {
