@@ -119,12 +119,12 @@ async fn open(cli: &CliContext) -> anyhow::Result<DeadLetterStream> {
 
 impl DeadLetterStream {
     /// The sequences present, oldest first (deleted ones are skipped when read).
-    async fn range(&mut self) -> anyhow::Result<std::ops::RangeInclusive<u64>> {
+    async fn range(&mut self) -> anyhow::Result<Vec<u64>> {
         let state = self.stream.info().await.context("reading the dead-letter stream")?.state.clone();
         if state.messages == 0 {
-            return Ok(1..=0);
+            return Ok(Vec::new());
         }
-        Ok(state.first_sequence..=state.last_sequence)
+        Ok((state.first_sequence..=state.last_sequence).collect())
     }
 
     async fn get(&self, sequence: u64) -> Option<jetstream::message::StreamMessage> {
@@ -189,8 +189,7 @@ pub async fn run(cli: &CliContext, command: &DlqCommand) -> anyhow::Result<()> {
             output.print_line(body)
         }
         DlqCommand::Replay { sequences, all, keep } => {
-            let sequences: Vec<u64> =
-                if *all { dead_letters.range().await?.collect() } else { sequences.clone() };
+            let sequences: Vec<u64> = if *all { dead_letters.range().await? } else { sequences.clone() };
             replay(cli, &dead_letters, &sequences, *keep).await
         }
         DlqCommand::Purge { sequences, all, yes } => {

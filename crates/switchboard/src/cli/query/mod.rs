@@ -53,7 +53,7 @@ pub struct Window {
 impl Window {
     pub fn range(&self) -> Option<TimeRange> {
         (self.since.is_some() || self.until.is_some())
-            .then(|| TimeRange { start: self.since, end: self.until })
+            .then_some(TimeRange { start: self.since, end: self.until })
     }
 
     /// The window for a report: `--since`/`--until`, or the last `days` days.
