@@ -5,6 +5,7 @@
 //! ports and the process's stop signal; tests pass port-0 listeners and their own token.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod local;
 
 use std::sync::Arc;

@@ -1,0 +1,401 @@
+//! The `switchboard` binary against a running system: a real nats-server and the real components
+//! (the test harness's `TestSystem`), driven only through the command line.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use switchboard_tests::{TEST_TOKEN, TestSystem, wait_until};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The binary with this system's NATS, an empty data directory and no configuration file.
+fn switchboard(system: &TestSystem, data_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command
+        .env_remove("SWITCHBOARD_CONFIG")
+        .env("SWITCHBOARD_NATS__URL", &system.config.nats.url)
+        .env("SWITCHBOARD_STORAGE__DATA_DIR", data_dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+struct Run {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|error| panic!("not JSON ({error}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+}
+
+async fn run(system: &TestSystem, data_dir: &std::path::Path, args: &[&str]) -> Run {
+    let output = switchboard(system, data_dir).args(args).output().await.expect("the binary runs");
+    Run {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+async fn run_ok(system: &TestSystem, data_dir: &std::path::Path, args: &[&str]) -> Run {
+    let result = run(system, data_dir, args).await;
+    assert!(
+        result.success,
+        "switchboard {args:?} failed:\nstdout: {}\nstderr: {}",
+        result.stdout, result.stderr
+    );
+    result
+}
+
+/// Runs until it succeeds (the services apply events asynchronously).
+async fn run_until_ok(system: &TestSystem, data_dir: &std::path::Path, args: &[&str]) -> Run {
+    wait_until(&format!("switchboard {args:?}"), WAIT, || async {
+        let result = run(system, data_dir, args).await;
+        result.success.then_some(result)
+    })
+    .await
+}
+
+fn data_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("switchboard-cli-").tempdir().expect("temporary directory")
+}
+
+#[tokio::test]
+async fn sent_events_are_queryable_from_the_command_line() {
+    let system = TestSystem::start().await.expect("system starts");
+    let data = data_dir();
+    let dir = data.path();
+    let gateway = system.gateway_url.as_str();
+    let grpc = system.grpc_url.as_str();
+
+    let sent = run_ok(
+        &system,
+        dir,
+        &["send", "sms:message:status", "--gateway", gateway, "--token", TEST_TOKEN, "--json"],
+    )
+    .await
+    .json();
+    assert_eq!(sent["accepted"], true);
+    assert_eq!(sent["event"], "sms:message:status");
+    let sequence = sent["seq"].as_u64().expect("a sequence");
+
+    let id = "b34e35ad-fe34-4a8b-977c-b21cd76cd7d6:1";
+    let message = run_until_ok(&system, dir, &["sms", "get", id, "--endpoint", grpc, "--json"]).await.json();
+    assert_eq!(message["id"], id);
+    assert_eq!(message["mobile"], "918921269123");
+    assert_eq!(message["status"], "DELIVRD");
+    assert_eq!(message["status_class"], "STATUS_CLASS_DELIVERED");
+    assert_eq!(message["stream_sequence"], sequence);
+    assert_eq!(message["history"].as_array().map(Vec::len), Some(1));
+
+    let listed =
+        run_ok(&system, dir, &["sms", "list", "--mobile", "918921269123", "--endpoint", grpc, "--json"])
+            .await
+            .json();
+    let ids: Vec<&str> =
+        listed.as_array().expect("an array").iter().filter_map(|m| m["id"].as_str()).collect();
+    assert_eq!(ids, vec![id]);
+    let none = run_ok(&system, dir, &["sms", "list", "--status", "UNDELIV", "--endpoint", grpc, "--json"])
+        .await
+        .json();
+    assert_eq!(none.as_array().map(Vec::len), Some(0));
+
+    // The human table names the message too.
+    let table = run_ok(&system, dir, &["sms", "list", "--endpoint", grpc]).await;
+    assert!(table.stdout.contains(id) && table.stdout.contains("DELIVRD"), "{}", table.stdout);
+
+    // A missing record is an error with a clear message.
+    let missing = run(&system, dir, &["sms", "get", "no-such-id", "--endpoint", grpc]).await;
+    assert!(!missing.success);
+    assert!(missing.stderr.contains("not found"), "{}", missing.stderr);
+
+    // An opt-out, then the check through the CLI.
+    run_ok(&system, dir, &["send", "sms:unsubscription", "--gateway", gateway, "--token", TEST_TOKEN]).await;
+    let check = wait_until("the opt-out to apply", WAIT, || async {
+        let answer = run_ok(
+            &system,
+            dir,
+            &["optout", "check", "+91 700-208 8123", "--sender", "Demo12", "--endpoint", grpc, "--json"],
+        )
+        .await
+        .json();
+        (answer["opted_out"] == true).then_some(answer)
+    })
+    .await;
+    assert_eq!(check["matches"][0]["id"], "d105a1ef-6728-4563-8b85-7f5356c8a123");
+    let other = run_ok(
+        &system,
+        dir,
+        &["optout", "check", "917002088123", "--sender", "OTHER1", "--endpoint", grpc, "--json"],
+    )
+    .await
+    .json();
+    assert_eq!(other["opted_out"], false);
+
+    // Chat, voice and contacts through their bundled examples.
+    for event in ["whatsapp:message:status", "voice:message:out", "contacts:subscriber:subscription"] {
+        run_ok(&system, dir, &["send", event, "--gateway", gateway, "--token", TEST_TOKEN]).await;
+    }
+    let chat = wait_until("a chat message", WAIT, || async {
+        let list = run_ok(&system, dir, &["chat", "list", "--endpoint", grpc, "--json"]).await.json();
+        list.as_array().is_some_and(|list| !list.is_empty()).then_some(list)
+    })
+    .await;
+    assert_eq!(chat[0]["channel"], "whatsapp");
+    let calls = wait_until("a call", WAIT, || async {
+        let list = run_ok(&system, dir, &["voice", "calls", "--endpoint", grpc, "--json"]).await.json();
+        list.as_array().is_some_and(|list| !list.is_empty()).then_some(list)
+    })
+    .await;
+    let mid = calls[0]["mid"].as_str().expect("a mid").to_owned();
+    let call = run_ok(&system, dir, &["voice", "get", &mid, "--endpoint", grpc, "--json"]).await.json();
+    assert_eq!(call["mid"], mid.as_str());
+    let contacts = wait_until("a contact", WAIT, || async {
+        let list = run_ok(&system, dir, &["contacts", "list", "--endpoint", grpc, "--json"]).await.json();
+        list.as_array().is_some_and(|list| !list.is_empty()).then_some(list)
+    })
+    .await;
+    let identity = contacts[0]["identity"].as_str().expect("an identity").to_owned();
+    let history =
+        run_ok(&system, dir, &["contacts", "history", &identity, "--endpoint", grpc, "--json"]).await.json();
+    assert_eq!(history.as_array().map(Vec::len), Some(1));
+    system.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn status_shows_the_stream_consumers_and_readiness() {
+    let system = TestSystem::start().await.expect("system starts");
+    let data = data_dir();
+    let dir = data.path();
+    run_ok(
+        &system,
+        dir,
+        &["send", "sms:message:status", "--gateway", &system.gateway_url, "--token", TEST_TOKEN],
+    )
+    .await;
+    let admin = format!("system={}", system.admin_url);
+    let status = wait_until("the sms consumer to catch up", WAIT, || async {
+        let status = run_ok(&system, dir, &["status", "--admin", &admin, "--json"]).await.json();
+        let sms = status["consumers"].as_array()?.iter().find(|consumer| consumer["name"] == "sms")?.clone();
+        (sms["pending"] == 0 && sms["ack_pending"] == 0 && sms["delivered_sequence"] == 1).then_some(status)
+    })
+    .await;
+    assert_eq!(status["stream"]["name"], "SWITCHBOARD");
+    assert_eq!(status["stream"]["messages"], 1);
+    assert_eq!(status["dead_letters"]["name"], "SWITCHBOARD_DLQ");
+    assert_eq!(status["dead_letters"]["messages"], 0);
+    assert_eq!(status["healthy"], true);
+    assert_eq!(status["components"][0]["ready"], true);
+    let names: Vec<&str> = status["consumers"]
+        .as_array()
+        .expect("consumers")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    for expected in ["chat-rcs", "chat-whatsapp", "contacts", "interact", "sms", "voice"] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
+
+    let table = run_ok(&system, dir, &["status", "--admin", &admin]).await;
+    assert!(table.stdout.contains("SWITCHBOARD") && table.stdout.contains("ready"), "{}", table.stdout);
+
+    // An unreachable component makes status fail.
+    let down = run(&system, dir, &["status", "--admin", "gone=http://127.0.0.1:9", "--json"]).await;
+    assert!(!down.success);
+    assert_eq!(down.json()["components"][0]["ready"], false);
+    system.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_and_replayed_with_their_headers() {
+    let system = TestSystem::start().await.expect("system starts");
+    let data = data_dir();
+    let dir = data.path();
+    let body = dir.join("not-json.txt");
+    std::fs::write(&body, "this is not json").expect("write body");
+    let body = body.to_str().expect("utf-8 path");
+    // An authenticated body that is not JSON: the gateway keeps it as a dead letter and answers 422.
+    let refused = run(
+        &system,
+        dir,
+        &["send", "sms:message:status", body, "--gateway", &system.gateway_url, "--token", TEST_TOKEN],
+    )
+    .await;
+    assert!(!refused.success);
+    assert!(refused.stderr.contains("422"), "{}", refused.stderr);
+
+    let letters = run_ok(&system, dir, &["dlq", "list", "--json"]).await.json();
+    let letters = letters.as_array().expect("an array");
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!(letter["component"], "gateway");
+    assert_eq!(letter["original_subject"], "sms.message.status");
+    assert_eq!(letter["body"], "this is not json");
+    assert!(!letter["reason"].as_str().expect("a reason").is_empty());
+    let dead_sequence = letter["sequence"].as_u64().expect("sequence");
+    let shown = run_ok(&system, dir, &["dlq", "show", &dead_sequence.to_string(), "--json"]).await.json();
+    assert_eq!(shown["headers"]["Switchboard-Source"], "provider");
+
+    let summary = run_ok(&system, dir, &["dlq", "replay", "--all", "--json"]).await.json();
+    assert_eq!(summary["replayed"].as_array().map(Vec::len), Some(1));
+    assert_eq!(summary["failed"].as_array().map(Vec::len), Some(0));
+    let replayed = &summary["replayed"][0];
+    assert_eq!(replayed["subject"], "sms.message.status");
+    let stream_sequence = replayed["stream_sequence"].as_u64().expect("stream sequence");
+
+    // The event is back in the main stream, byte for byte, with the original headers.
+    let jetstream = system.jetstream().await.expect("jetstream");
+    let stream = jetstream.get_stream("SWITCHBOARD").await.expect("stream");
+    let event = stream.get_raw_message(stream_sequence).await.expect("the replayed event");
+    assert_eq!(event.payload.as_ref(), b"this is not json");
+    assert_eq!(event.subject.as_str(), "sms.message.status");
+    let header = |name: &str| event.headers.get(name).map(|value| value.as_str().to_owned());
+    assert_eq!(header("Switchboard-Replayed-From"), Some(dead_sequence.to_string()));
+    assert_eq!(header("Switchboard-Source").as_deref(), Some("provider"));
+    assert_eq!(header("Switchboard-Event").as_deref(), Some("sms:message:status"));
+    assert_eq!(header("Switchboard-Dlq-Reason"), None);
+
+    // The gateway's dead letter is gone; the sms service gives up on the replayed body in its turn.
+    let after = wait_until("the sms service's dead letter", WAIT, || async {
+        let list = run_ok(&system, dir, &["dlq", "list", "--json"]).await.json();
+        let list = list.as_array()?.clone();
+        (!list.is_empty()).then_some(list)
+    })
+    .await;
+    assert!(after.iter().all(|letter| letter["sequence"] != dead_sequence));
+    assert_eq!(after[0]["component"], "sms");
+    assert_eq!(after[0]["original_sequence"], stream_sequence);
+
+    let purge_refused = run(&system, dir, &["dlq", "purge", "--all"]).await;
+    assert!(!purge_refused.success && purge_refused.stderr.contains("--yes"));
+    let purged = run_ok(&system, dir, &["dlq", "purge", "--all", "--yes", "--json"]).await.json();
+    assert_eq!(purged["purged"], 1);
+    let empty = run_ok(&system, dir, &["dlq", "list", "--json"]).await.json();
+    assert_eq!(empty.as_array().map(Vec::len), Some(0));
+    system.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn tail_prints_live_events_and_send_counts_a_load() {
+    let system = TestSystem::start().await.expect("system starts");
+    let data = data_dir();
+    let dir = data.path();
+    let mut tail = switchboard(&system, dir)
+        .args(["tail", "sms.>", "--count", "3", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tail starts");
+    let mut stderr = BufReader::new(tail.stderr.take().expect("stderr")).lines();
+    let ready = tokio::time::timeout(WAIT, stderr.next_line()).await.expect("tail says it follows");
+    assert!(ready.expect("stderr line").unwrap_or_default().starts_with("following sms.>"));
+
+    // Ignored by the pattern, then three distinct sms events at a bounded rate.
+    run_ok(
+        &system,
+        dir,
+        &["send", "voice:message:out", "--gateway", &system.gateway_url, "--token", TEST_TOKEN],
+    )
+    .await;
+    let summary = run_ok(
+        &system,
+        dir,
+        &[
+            "send",
+            "sms:message:status",
+            "--count",
+            "3",
+            "--rate",
+            "50",
+            "--distinct",
+            "--gateway",
+            &system.gateway_url,
+            "--token",
+            TEST_TOKEN,
+            "--json",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(summary["sent"], 3);
+    assert_eq!(summary["stored"], 3);
+    assert_eq!(summary["duplicates"], 0);
+
+    let output =
+        tokio::time::timeout(WAIT, tail.wait_with_output()).await.expect("tail ends").expect("output");
+    assert!(output.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for line in &lines {
+        assert_eq!(line["subject"], "sms.message.status");
+        assert_eq!(line["headers"]["Switchboard-Event"], "sms:message:status");
+        assert_eq!(line["body"]["id"], "b34e35ad-fe34-4a8b-977c-b21cd76cd7d6:1");
+    }
+    let mut seqs: Vec<u64> =
+        lines.iter().filter_map(|line| line["body"]["switchboard_send_seq"].as_u64()).collect();
+    seqs.sort();
+    assert_eq!(seqs, vec![0, 1, 2]);
+
+    // The same body three times without --distinct: stored once, the rest answered as duplicates.
+    let repeated = run_ok(
+        &system,
+        dir,
+        &[
+            "send",
+            "rcs:message:status",
+            "--count",
+            "3",
+            "--concurrency",
+            "1",
+            "--gateway",
+            &system.gateway_url,
+            "--token",
+            TEST_TOKEN,
+            "--json",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(repeated["stored"], 3);
+    assert_eq!(repeated["duplicates"], 2);
+    system.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn completions_and_help_are_generated() {
+    let data = data_dir();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["completions", shell])
+            .current_dir(data.path())
+            .output()
+            .await
+            .expect("runs");
+        assert!(output.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(script.contains("dlq") && script.contains("optout"), "{shell} completions name the commands");
+    }
+    for command in [
+        &["send", "--help"][..],
+        &["dlq", "replay", "--help"],
+        &["sms", "list", "--help"],
+        &["status", "--help"],
+    ] {
+        let output =
+            Command::new(env!("CARGO_BIN_EXE_switchboard")).args(command).output().await.expect("runs");
+        assert!(output.status.success());
+        assert!(String::from_utf8_lossy(&output.stdout).contains("Example"), "{command:?} has an example");
+    }
+}
