@@ -4,6 +4,7 @@
 mod chat;
 mod contacts;
 mod gateway;
+mod gateway_auth;
 mod interact;
 mod metrics;
 mod projections;
