@@ -5,6 +5,7 @@ mod chat;
 mod contacts;
 mod gateway;
 mod gateway_auth;
+mod gateway_faults;
 mod gateway_routes;
 mod interact;
 mod metrics;
