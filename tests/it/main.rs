@@ -7,6 +7,7 @@ mod gateway;
 mod gateway_auth;
 mod gateway_faults;
 mod gateway_routes;
+mod gateway_tls;
 mod interact;
 mod metrics;
 mod projections;
