@@ -194,6 +194,28 @@ async fn every_refusal_has_its_code_and_headers() {
     let anonymous =
         system.http.post(url("/v1/events/sms:message:status")).body(body).send().await.expect("answer");
     assert_eq!(anonymous.status(), 401);
+
+    // Every outcome is counted by source and outcome, with the bytes received.
+    let metrics = system
+        .http
+        .get(format!("{}/metrics", system.admin_url))
+        .send()
+        .await
+        .expect("admin answers")
+        .text()
+        .await
+        .expect("text");
+    for expected in [
+        r#"outcome="too_many_requests""#,
+        r#"outcome="stored""#,
+        r#"outcome="unauthorized""#,
+        r#"outcome="headers_too_large""#,
+        "switchboard_gateway_received_bytes_total{source=\"provider\"}",
+        "switchboard_gateway_in_flight",
+        "switchboard_gateway_publish_seconds_bucket",
+    ] {
+        assert!(metrics.contains(expected), "{expected} missing from:\n{metrics}");
+    }
     system.stop().await.expect("clean stop");
 }
 

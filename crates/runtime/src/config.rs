@@ -792,6 +792,43 @@ mod tests {
     }
 
     #[test]
+    fn gateway_sources_are_checked_for_every_credential_kind() {
+        let figment = Figment::from(Toml::string(DEFAULTS_TOML)).merge(Toml::string(
+            r#"
+            [gateway]
+            trusted_proxies = ["10.0.0.0/8", "not-a-network"]
+            [gateway.tls]
+            cert_file = "/only/a/cert.pem"
+            [[gateway.sources]]
+            name = "address-only"
+            allow_ips = ["203.0.113.0/24"]
+            [[gateway.sources]]
+            name = "mixed"
+            query_tokens = ["q"]
+            basic = [{ user = "a:b", password = "p" }]
+            signature_header = "bad header"
+            allow_ips = ["203.0.113.300"]
+            [[gateway.sources]]
+            name = "fine"
+            standard_webhooks_secrets = ["whsec_AAAA"]
+            signature_keys = ["id", "secret"]
+            "#,
+        ));
+        let joined = Config::from_figment(&figment).expect_err("invalid").0.join("\n");
+        for expected in [
+            "not-a-network",
+            "cert_file and key_file",
+            "(address-only): has no credentials",
+            "user \"a:b\"",
+            "signature_header",
+            "203.0.113.300",
+        ] {
+            assert!(joined.contains(expected), "{expected} missing from:\n{joined}");
+        }
+        assert!(!joined.contains("[2]"), "the valid source has no problem: {joined}");
+    }
+
+    #[test]
     fn environment_overrides_nested_keys_and_ignores_foreign_variables() {
         let figment = Figment::from(Toml::string(DEFAULTS_TOML))
             .merge(Serialized::default("sms.consumer.batch_size", 7))
