@@ -4,6 +4,10 @@
 mod chat;
 mod contacts;
 mod gateway;
+mod gateway_auth;
+mod gateway_faults;
+mod gateway_routes;
+mod gateway_tls;
 mod interact;
 mod metrics;
 mod projections;

@@ -111,11 +111,7 @@ impl TestSystemBuilder {
         let mut config = Config::default();
         config.nats.url = nats_url;
         config.storage.data_dir = data_dir.path().to_path_buf();
-        config.gateway.sources = vec![SourceConfig {
-            name: "provider".to_owned(),
-            tokens: vec![Secret::new(TEST_TOKEN)],
-            token_header: "authorization".to_owned(),
-        }];
+        config.gateway.sources = vec![SourceConfig::with_tokens("provider", vec![Secret::new(TEST_TOKEN)])];
         // Quick retries keep fault tests short.
         for product in Product::ALL {
             let consumer = &mut config.service_mut(product).consumer;

@@ -1,16 +1,18 @@
 //! Turning one HTTP request into one stored event (or one clear refusal).
 //!
-//! Order of checks: size (413, before reading more than the limit) → authentication (401) → event
-//! name (404) → content type (415) → JSON (422) → publish (503 if not stored in time) → 200.
+//! Order of checks: header size (431) → body size (413, before reading more than the limit) →
+//! authentication (401, or 403 for a refused address) → the source's rate (429) → event name (404)
+//! → content type (415) → body (400/422) → publish (503 if not stored in time) → 200.
 //! A request that passed authentication but is refused for its content is dead-lettered first, so
 //! nothing an authenticated caller sent is lost; if even that fails, the answer is 503 and the
 //! provider will retry.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Method, header};
 use bytes::Bytes;
 use serde::Deserialize;
 use switchboard_events::tolerant::{self, JsonError};
@@ -20,13 +22,17 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::answer::{Accepted, Refusal};
-use crate::auth::{Authenticated, Authenticator};
+use crate::auth::{AuthError, Authenticated, Authenticator, Presented, TrustedProxies};
+use crate::convert::form_to_json;
 use crate::publish::{Outgoing, PublishError, Publisher, RequestMeta};
+use crate::rate::RateLimits;
 
 /// Everything a request needs, shared by all requests.
 #[derive(Debug)]
 pub struct Gateway {
     pub authenticator: Authenticator,
+    pub trusted_proxies: TrustedProxies,
+    pub rate_limits: RateLimits,
     pub publisher: Publisher,
     pub dead_letters: DeadLetters,
     pub subjects: Subjects,
@@ -37,7 +43,21 @@ pub struct Gateway {
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_json_depth: usize,
+    pub max_header_bytes: usize,
     pub retry_after: Duration,
+}
+
+/// One HTTP request as the gateway receives it.
+#[derive(Debug)]
+pub struct Delivery {
+    pub method: Method,
+    /// The `{event}` of the URL, or `None` for `POST /v1/events`.
+    pub path_event: Option<String>,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    /// The TCP peer (absent only when the server was started without connection info).
+    pub peer: Option<SocketAddr>,
+    pub body: Body,
 }
 
 /// The outcome of one request, for the answer, the metrics and the log line.
@@ -45,20 +65,25 @@ pub struct Limits {
 pub struct Outcome {
     pub event: Option<EventKind>,
     pub source: Option<String>,
+    /// Bytes of body received.
+    pub received_bytes: usize,
     pub result: Result<Accepted, Refusal>,
 }
 
 impl Gateway {
-    /// Handles one delivery. `path_event` is the `{event}` of the URL, or `None` for `POST /v1/events`.
-    pub async fn ingest(
-        self: Arc<Self>,
-        path_event: Option<String>,
-        headers: HeaderMap,
-        body: Body,
-        request_id: String,
-    ) -> Outcome {
+    /// Handles one delivery.
+    pub async fn ingest(self: Arc<Self>, delivery: Delivery, request_id: String) -> Outcome {
         let received_at = OffsetDateTime::now_utc();
-        let mut outcome = Outcome { event: None, source: None, result: Err(Refusal::Unauthorized) };
+        let mut outcome =
+            Outcome { event: None, source: None, received_bytes: 0, result: Err(Refusal::Unauthorized) };
+        let Delivery { method, path_event, query, headers, peer, body } = delivery;
+        let header_bytes: usize =
+            headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum::<usize>()
+                + query.as_ref().map_or(0, String::len);
+        if header_bytes > self.limits.max_header_bytes {
+            outcome.result = Err(Refusal::HeadersTooLarge(self.limits.max_header_bytes));
+            return outcome;
+        }
         let raw = match read_body(&headers, body, self.limits.max_body_bytes).await {
             Ok(raw) => raw,
             Err(refusal) => {
@@ -66,20 +91,55 @@ impl Gateway {
                 return outcome;
             }
         };
-        let authenticated = match self.authenticator.authenticate(&headers, raw) {
+        outcome.received_bytes = raw.len();
+        let client = peer.map(|peer| self.trusted_proxies.client_address(peer.ip(), &headers));
+        let presented = Presented {
+            headers: &headers,
+            query: query.as_deref(),
+            body: &raw,
+            now: received_at.unix_timestamp(),
+        };
+        let authenticated = match self.authenticator.authenticate(&presented, client, raw.clone()) {
             Ok(authenticated) => authenticated,
             Err(error) => {
-                tracing::info!(%request_id, reason = %error, "request not authenticated");
+                let client = client.map(|address| address.to_string()).unwrap_or_default();
+                tracing::info!(%request_id, %client, reason = %error, "request not authenticated");
+                if error == AuthError::AddressRefused {
+                    outcome.result = Err(Refusal::Forbidden);
+                }
                 return outcome;
             }
         };
         outcome.source = Some(authenticated.source().to_owned());
+        if let Err(wait) = self.rate_limits.check(authenticated.source()) {
+            outcome.result = Err(Refusal::TooManyRequests { retry_after: wait.max(Duration::from_secs(1)) });
+            return outcome;
+        }
         let meta = RequestMeta {
             request_id: request_id.clone(),
             received_at: received_at.format(&Rfc3339).unwrap_or_default(),
-            traceparent: headers.get("traceparent").and_then(|value| value.to_str().ok()).map(str::to_owned),
+            traceparent: headers
+                .get("traceparent")
+                .and_then(|value| value.to_str().ok())
+                .filter(|value| is_traceparent(value))
+                .map(str::to_owned),
         };
-        let prepared = prepare(&self.limits, path_event.as_deref(), &headers, authenticated.payload());
+        // A GET carries its event in the query string: that is what is kept if it is refused.
+        let authenticated = if method == Method::GET {
+            let parameters = self.authenticator.query_parameters();
+            authenticated.map(|_| {
+                Bytes::from(
+                    query
+                        .as_deref()
+                        .and_then(|query| form_to_json(query.as_bytes(), parameters))
+                        .unwrap_or_default(),
+                )
+            })
+        } else {
+            authenticated
+        };
+        let prepared =
+            prepare(&self.limits, &method, path_event.as_deref(), &headers, authenticated.payload());
         outcome.result = match prepared {
             Ok(outgoing) => {
                 outcome.event = Some(outgoing.kind);
@@ -206,6 +266,7 @@ struct Probe {
 /// Checks an authenticated body and decides what to publish.
 fn prepare(
     limits: &Limits,
+    method: &Method,
     path_event: Option<&str>,
     headers: &HeaderMap,
     raw: &Bytes,
@@ -217,8 +278,30 @@ fn prepare(
         ),
         None => None,
     };
-    check_content_type(headers, raw).map_err(|refusal| Rejection::new(path_kind, refusal))?;
-    let normalized = tolerant::normalize(raw, limits.max_json_depth)
+    let converted = if method == Method::GET {
+        if raw.is_empty() {
+            return Err(Rejection::new(
+                path_kind,
+                Refusal::BadRequest("a GET delivery needs the event's fields in the query string".to_owned()),
+            ));
+        }
+        Some((raw.clone(), "query"))
+    } else {
+        match body_kind(headers, raw).map_err(|refusal| Rejection::new(path_kind, refusal))? {
+            BodyKind::Json => None,
+            BodyKind::Form => match form_to_json(raw, &[]) {
+                Some(json) => Some((Bytes::from(json), "form")),
+                None => {
+                    return Err(Rejection::new(
+                        path_kind,
+                        Refusal::BadRequest("the form body is empty".to_owned()),
+                    ));
+                }
+            },
+        }
+    };
+    let json: &[u8] = converted.as_ref().map_or(raw.as_ref(), |(json, _)| json.as_ref());
+    let normalized = tolerant::normalize(json, limits.max_json_depth)
         .map_err(|error| Rejection::new(path_kind, Refusal::Unprocessable(error.to_string())))?;
     let probe: Probe = tolerant::from_normalized(&normalized.body).map_err(|error| {
         let reason = match error {
@@ -263,21 +346,28 @@ fn prepare(
             ));
         }
     };
-    let (body, normalized) = if normalized.was_changed() {
-        (Bytes::from(normalized.body.into_owned()), Some("trailing-commas"))
-    } else {
+    let (body, normalized) = match converted {
+        Some((json, how)) => (json, Some(how)),
+        None if normalized.was_changed() => {
+            (Bytes::from(normalized.body.into_owned()), Some("trailing-commas"))
+        }
         // Byte for byte as received.
-        (raw.clone(), None)
+        None => (raw.clone(), None),
     };
     Ok(Outgoing { kind, body, normalized })
 }
 
-/// JSON is accepted under its own type, `+json` types, `text/plain` and without a type at all. A
-/// body labelled as a form that is plainly JSON (it starts with `{`, as `curl --data` sends it) is
-/// read as JSON too: a form body cannot start that way.
-fn check_content_type(headers: &HeaderMap, body: &[u8]) -> Result<(), Refusal> {
+enum BodyKind {
+    Json,
+    Form,
+}
+
+/// JSON is accepted under its own type, `+json` types, `text/plain` and without a type at all;
+/// `application/x-www-form-urlencoded` is converted. A body labelled as a form that is plainly JSON
+/// (it starts with `{`, as `curl --data` sends it) is read as JSON: a form body cannot start that way.
+fn body_kind(headers: &HeaderMap, body: &[u8]) -> Result<BodyKind, Refusal> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
+        return Ok(BodyKind::Json);
     };
     let text = value.to_str().unwrap_or_default();
     let essence = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
@@ -285,7 +375,23 @@ fn check_content_type(headers: &HeaderMap, body: &[u8]) -> Result<(), Refusal> {
         || essence.ends_with("+json")
         || essence == "text/plain"
         || essence.is_empty();
-    let json_as_form = essence == "application/x-www-form-urlencoded"
-        && body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{');
-    if json_type || json_as_form { Ok(()) } else { Err(Refusal::UnsupportedMediaType(text.to_owned())) }
+    if json_type {
+        return Ok(BodyKind::Json);
+    }
+    if essence == "application/x-www-form-urlencoded" {
+        let json_as_form = body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{');
+        return Ok(if json_as_form { BodyKind::Json } else { BodyKind::Form });
+    }
+    Err(Refusal::UnsupportedMediaType(text.to_owned()))
+}
+
+/// A W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), so nothing else is copied into headers.
+fn is_traceparent(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    let lengths = [2, 32, 16, 2];
+    parts.len() == 4
+        && parts.iter().zip(lengths).all(|(part, length)| {
+            part.len() == length
+                && part.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+        })
 }

@@ -1,36 +1,45 @@
 //! The webhook gateway: the one component the provider talks to.
 //!
-//! `POST /v1/events/{event}` (either spelling: `sms:message:status` or `sms.message.status`) and
-//! `POST /v1/events` (event from the body's `event` field). A request is authenticated against the
-//! configured sources, checked (size, event, content type, JSON), published to the event's subject,
-//! and answered 200 only after JetStream acknowledged it. See `docs/gateway.md` for every answer.
+//! `POST|PUT|GET /v1/events/{event}` (either spelling: `sms:message:status` or
+//! `sms.message.status`) and `POST /v1/events` (event from the body's `event` field). A request is
+//! authenticated against the configured sources, checked (size, rate, event, content type, JSON),
+//! converted when it is a form or query delivery, published to the event's subject, and answered
+//! 200 only after JetStream acknowledged it. See `docs/gateway.md` for every answer.
 #![forbid(unsafe_code)]
 
 pub mod answer;
 pub mod auth;
+pub mod convert;
 pub mod ingest;
 pub mod publish;
+pub mod rate;
+pub mod tls;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{MethodRouter, get, post};
+use axum::serve::IncomingStream;
 use switchboard_runtime::Platform;
-use switchboard_runtime::config::GatewayConfig;
+use switchboard_runtime::config::{GatewayConfig, parse_network};
 use switchboard_runtime::dead_letter::DeadLetters;
 use switchboard_runtime::tokio_util::sync::CancellationToken;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 use crate::answer::Refusal;
-use crate::auth::Authenticator;
-use crate::ingest::{Gateway, Limits, Outcome};
+use crate::auth::{Authenticator, TrustedProxies};
+use crate::ingest::{Delivery, Gateway, Limits, Outcome};
 use crate::publish::Publisher;
+use crate::rate::RateLimits;
+use crate::tls::TlsListener;
 
 /// The component name, in logs, metrics and dead-letter subjects.
 pub const COMPONENT: &str = "gateway";
@@ -44,12 +53,53 @@ struct AppState {
     config: Arc<GatewayConfig>,
 }
 
-/// Builds the gateway for a platform. Fails when no source is configured (fail closed).
-pub fn build(platform: &Platform) -> anyhow::Result<Router> {
+/// The TCP peer of a connection, plain or TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// The built gateway: its routes, and TLS when configured.
+pub struct Built {
+    router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Built {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Built").field("tls", &self.tls.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// Builds the gateway for a platform. Fails when no source is configured or a credential or TLS
+/// file cannot be used (fail closed).
+pub fn build(platform: &Platform) -> anyhow::Result<Built> {
     let config = &platform.config.gateway;
     let authenticator = Authenticator::from_config(&config.sources).map_err(anyhow::Error::msg)?;
+    let trusted_proxies = config
+        .trusted_proxies
+        .iter()
+        .map(|text| parse_network(text).ok_or_else(|| anyhow::anyhow!("gateway.trusted_proxies: {text:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let tls = match (&config.tls.cert_file, &config.tls.key_file) {
+        (Some(cert_file), Some(key_file)) => Some(tls::acceptor(cert_file, key_file)?),
+        (None, None) => None,
+        _ => anyhow::bail!("gateway.tls: cert_file and key_file go together"),
+    };
     let gateway = Gateway {
         authenticator,
+        trusted_proxies: TrustedProxies::new(trusted_proxies),
+        rate_limits: RateLimits::from_config(config),
         publisher: Publisher::new(
             platform.jetstream.clone(),
             platform.subjects.clone(),
@@ -60,24 +110,40 @@ pub fn build(platform: &Platform) -> anyhow::Result<Router> {
         limits: Limits {
             max_body_bytes: config.max_body_bytes,
             max_json_depth: config.max_json_depth,
+            max_header_bytes: config.max_header_bytes,
             retry_after: config.retry_after,
         },
     };
-    Ok(router(Arc::new(gateway), Arc::new(config.clone())))
+    Ok(Built { router: router(Arc::new(gateway), Arc::new(config.clone())), tls })
 }
 
 fn router(gateway: Arc<Gateway>, config: Arc<GatewayConfig>) -> Router {
     let state = AppState { gateway, permits: Arc::new(Semaphore::new(config.max_concurrency)), config };
+    let event_in_path: MethodRouter<AppState> =
+        get(event_in_path).post(event_in_path).put(event_in_path).fallback(method_not_allowed);
     Router::new()
-        .route("/v1/events/{event}", post(event_in_path))
-        .route("/v1/events", post(event_in_body))
+        .route("/v1/events/{event}", event_in_path)
+        .route("/v1/events", post(event_in_body).fallback(method_not_allowed))
+        .fallback(not_found)
         .with_state(state)
 }
 
-/// Serves a [`build`]-built gateway on `listener` until `shutdown`; requests in progress finish.
-pub async fn serve(router: Router, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    tracing::info!(address = ?listener.local_addr().ok(), "gateway listening");
-    axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+/// Serves a [`build`]-built gateway on `listener` (HTTPS when TLS is configured) until `shutdown`;
+/// requests in progress finish.
+pub async fn serve(built: Built, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let address = listener.local_addr().ok();
+    let service = built.router.into_make_service_with_connect_info::<Peer>();
+    match built.tls {
+        Some(acceptor) => {
+            tracing::info!(?address, "gateway listening (https)");
+            let listener = TlsListener::new(listener, acceptor, shutdown.clone())?;
+            axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+        }
+        None => {
+            tracing::info!(?address, "gateway listening");
+            axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+        }
+    }
     tracing::info!("gateway stopped");
     Ok(())
 }
@@ -85,67 +151,106 @@ pub async fn serve(router: Router, listener: TcpListener, shutdown: Cancellation
 async fn event_in_path(
     State(state): State<AppState>,
     Path(event): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
-    handle(state, Some(event), headers, body).await
+    handle(state, Some(event), request).await
 }
 
-async fn event_in_body(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    handle(state, None, headers, body).await
+async fn event_in_body(State(state): State<AppState>, request: Request) -> Response {
+    handle(state, None, request).await
 }
 
-async fn handle(state: AppState, path_event: Option<String>, headers: HeaderMap, body: Body) -> Response {
+async fn method_not_allowed(request: Request) -> Response {
+    Refusal::MethodNotAllowed.into_response(&request_id(request.headers()))
+}
+
+async fn not_found(request: Request) -> Response {
+    Refusal::NotFound.into_response(&request_id(request.headers()))
+}
+
+async fn handle(state: AppState, path_event: Option<String>, request: Request) -> Response {
     let started = Instant::now();
-    let request_id = request_id(&headers);
+    let (parts, body) = request.into_parts();
+    let request_id = request_id(&parts.headers);
+    let delivery = Delivery {
+        peer: parts.extensions.get::<ConnectInfo<Peer>>().map(|ConnectInfo(Peer(address))| *address),
+        method: parts.method,
+        path_event,
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers,
+        body,
+    };
+    let span = tracing::info_span!("webhook", %request_id);
     let outcome = match state.permits.clone().try_acquire_owned() {
         Err(_) => Outcome {
             event: None,
             source: None,
+            received_bytes: 0,
             result: Err(Refusal::Unavailable {
                 reason: "too many requests in progress".to_owned(),
                 retry_after: state.config.retry_after,
             }),
         },
         Ok(_permit) => {
-            metrics::gauge!("switchboard_gateway_in_flight").increment(1.0);
-            let work = state.gateway.clone().ingest(path_event, headers, body, request_id.clone());
-            let outcome = match tokio::time::timeout(state.config.request_timeout, work).await {
+            let _in_flight = InFlight::enter();
+            let work = state.gateway.clone().ingest(delivery, request_id.clone());
+            match tokio::time::timeout(state.config.request_timeout, work).instrument(span.clone()).await {
                 Ok(outcome) => outcome,
                 Err(_) => Outcome {
                     event: None,
                     source: None,
+                    received_bytes: 0,
                     result: Err(Refusal::Unavailable {
                         reason: "the request took too long".to_owned(),
                         retry_after: state.config.retry_after,
                     }),
                 },
-            };
-            metrics::gauge!("switchboard_gateway_in_flight").decrement(1.0);
-            outcome
+            }
         }
     };
+    let _entered = span.enter();
     let event = outcome.event.map(|kind| kind.as_str()).unwrap_or("unknown");
     let source = outcome.source.unwrap_or_else(|| "none".to_owned());
     let elapsed = started.elapsed();
-    let mut response = match outcome.result {
+    let (mut response, outcome_label) = match outcome.result {
         Ok(accepted) => {
-            tracing::debug!(%request_id, event, %source, seq = accepted.seq, duplicate = accepted.duplicate, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "event stored");
-            axum::Json(accepted).into_response()
+            tracing::debug!(event, %source, seq = accepted.seq, duplicate = accepted.duplicate, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "event stored");
+            let label = if accepted.duplicate { "duplicate" } else { "stored" };
+            (axum::Json(accepted).into_response(), label)
         }
         Err(refusal) => {
-            tracing::info!(%request_id, event, %source, status = refusal.status().as_u16(), reason = %refusal.message(), "request refused");
-            refusal.into_response(&request_id)
+            let label = refusal.code();
+            tracing::info!(event, %source, status = refusal.status().as_u16(), reason = %refusal.message(), "request refused");
+            (refusal.into_response(&request_id), label)
         }
     };
     let status = response.status().as_u16().to_string();
-    metrics::counter!("switchboard_gateway_requests_total", "event" => event, "source" => source, "status" => status).increment(1);
+    metrics::counter!("switchboard_gateway_requests_total", "event" => event, "source" => source.clone(), "outcome" => outcome_label, "status" => status).increment(1);
+    metrics::counter!("switchboard_gateway_received_bytes_total", "source" => source)
+        .increment(outcome.received_bytes as u64);
     metrics::histogram!("switchboard_gateway_request_seconds", "event" => event)
         .record(elapsed.as_secs_f64());
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+/// Counts a request in `switchboard_gateway_in_flight` until dropped, also when the caller hangs up
+/// and the request's future is dropped half-way.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> InFlight {
+        metrics::gauge!("switchboard_gateway_in_flight").increment(1.0);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!("switchboard_gateway_in_flight").decrement(1.0);
+    }
 }
 
 /// The caller's `x-request-id` when it is a sane token, otherwise a new one.

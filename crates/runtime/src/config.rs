@@ -208,6 +208,8 @@ pub struct GatewayConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
     pub max_json_depth: usize,
+    /// The request line and headers together, at most (431 beyond).
+    pub max_header_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -215,6 +217,13 @@ pub struct GatewayConfig {
     pub max_concurrency: usize,
     #[serde(with = "humantime_serde")]
     pub retry_after: Duration,
+    /// Requests per second each source may make on average (0: no limit); 429 beyond.
+    pub rate_limit: u32,
+    /// Requests a source may make at once above the average.
+    pub rate_burst: u32,
+    /// Addresses or networks of proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    pub tls: GatewayTlsConfig,
     pub sources: Vec<SourceConfig>,
 }
 
@@ -224,30 +233,104 @@ impl Default for GatewayConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             max_body_bytes: 256 * 1024,
             max_json_depth: 32,
+            max_header_bytes: 16 * 1024,
             request_timeout: Duration::from_millis(2500),
             publish_timeout: Duration::from_millis(1500),
             max_concurrency: 1024,
             retry_after: Duration::from_secs(5),
+            rate_limit: 1000,
+            rate_burst: 2000,
+            trusted_proxies: Vec::new(),
+            tls: GatewayTlsConfig::default(),
             sources: Vec::new(),
         }
     }
 }
 
-/// A caller of the webhook URLs and the credentials it must present.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    pub name: String,
-    /// Accepted tokens; `sha256:<hex>` entries are compared by hash.
-    #[serde(default)]
-    pub tokens: Vec<Secret>,
-    /// `authorization` for `Authorization: Bearer <token>`, or a header that carries the bare token.
-    #[serde(default = "default_token_header")]
-    pub token_header: String,
+/// Serving HTTPS directly, without an ingress in front.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayTlsConfig {
+    /// PEM certificate chain; with `key_file`, the gateway serves HTTPS only.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
 }
 
-fn default_token_header() -> String {
-    "authorization".to_owned()
+/// A caller of the webhook URLs and the credentials it must present. Every configured check must
+/// pass; at least one credential check (not only an address list) is required.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    pub name: String,
+    /// Tokens accepted in `token_header`; `sha256:<hex>` entries are compared by hash.
+    pub tokens: Vec<Secret>,
+    /// `authorization` for `Authorization: Bearer <token>`, or a header that carries the bare token.
+    pub token_header: String,
+    /// Tokens accepted in the query parameter `query_parameter` (for URL-only configuration).
+    pub query_tokens: Vec<Secret>,
+    pub query_parameter: String,
+    /// HTTP Basic users and passwords (`sha256:<hex>` passwords are compared by hash).
+    pub basic: Vec<BasicCredential>,
+    /// Keys of the provider's `Signature` header (hex HMAC-SHA256 of the raw body): the webhook's
+    /// id or its secret, whichever the provider signs with.
+    pub signature_keys: Vec<Secret>,
+    pub signature_header: String,
+    /// Standard Webhooks secrets (`whsec_<base64>`).
+    pub standard_webhooks_secrets: Vec<Secret>,
+    /// How far `webhook-timestamp` may be from now, either way.
+    #[serde(with = "humantime_serde")]
+    pub standard_webhooks_tolerance: Duration,
+    /// Addresses or networks (`203.0.113.7`, `203.0.113.0/24`) requests must come from; empty: any.
+    pub allow_ips: Vec<String>,
+    /// Overrides `gateway.rate_limit` for this source.
+    pub rate_limit: Option<u32>,
+    /// Overrides `gateway.rate_burst` for this source.
+    pub rate_burst: Option<u32>,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            name: String::new(),
+            tokens: Vec::new(),
+            token_header: "authorization".to_owned(),
+            query_tokens: Vec::new(),
+            query_parameter: "token".to_owned(),
+            basic: Vec::new(),
+            signature_keys: Vec::new(),
+            signature_header: "signature".to_owned(),
+            standard_webhooks_secrets: Vec::new(),
+            standard_webhooks_tolerance: Duration::from_secs(300),
+            allow_ips: Vec::new(),
+            rate_limit: None,
+            rate_burst: None,
+        }
+    }
+}
+
+impl SourceConfig {
+    /// A source accepting `tokens` as `Authorization: Bearer <token>`.
+    pub fn with_tokens(name: impl Into<String>, tokens: Vec<Secret>) -> SourceConfig {
+        SourceConfig { name: name.into(), tokens, ..SourceConfig::default() }
+    }
+
+    /// Whether any check proves who the caller is (an address list alone does not).
+    pub fn has_credentials(&self) -> bool {
+        !self.tokens.is_empty()
+            || !self.query_tokens.is_empty()
+            || !self.basic.is_empty()
+            || !self.signature_keys.is_empty()
+            || !self.standard_webhooks_secrets.is_empty()
+    }
+}
+
+/// One HTTP Basic user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicCredential {
+    pub user: String,
+    pub password: Secret,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -558,20 +641,81 @@ impl Config {
             } else if !names.insert(source.name.as_str()) {
                 problems.push(format!("{key}.name: {:?} is used by another source", source.name));
             }
-            if source.tokens.is_empty() {
+            if !source.has_credentials() {
                 problems.push(format!(
-                    "{key} ({}): has no credentials, so it would accept nobody; add tokens",
+                    "{key} ({}): has no credentials, so it would accept nobody; add tokens, query_tokens, basic, signature_keys or standard_webhooks_secrets",
                     source.name
                 ));
             }
-            if source.tokens.iter().any(Secret::is_empty) {
-                problems.push(format!("{key}.tokens: an empty token would match an empty header"));
+            let secrets = source
+                .tokens
+                .iter()
+                .chain(&source.query_tokens)
+                .chain(&source.signature_keys)
+                .chain(&source.standard_webhooks_secrets)
+                .chain(source.basic.iter().map(|basic| &basic.password));
+            for secret in secrets {
+                if secret.is_empty() {
+                    problems.push(format!(
+                        "{key}: an empty secret ({}) would match an empty credential",
+                        secret.origin()
+                    ));
+                }
             }
-            if source.token_header.trim().is_empty() || http_header_name_is_invalid(&source.token_header) {
-                problems.push(format!("{key}.token_header: {:?} is not a header name", source.token_header));
+            for basic in &source.basic {
+                if basic.user.is_empty() || basic.user.contains(':') {
+                    problems
+                        .push(format!("{key}.basic: user {:?} must be non-empty without ':'", basic.user));
+                }
+            }
+            for (field, header) in
+                [("token_header", &source.token_header), ("signature_header", &source.signature_header)]
+            {
+                if header.trim().is_empty() || http_header_name_is_invalid(header) {
+                    problems.push(format!("{key}.{field}: {header:?} is not a header name"));
+                }
+            }
+            if source.query_parameter.is_empty() {
+                problems.push(format!("{key}.query_parameter: must not be empty"));
+            }
+            if source.standard_webhooks_tolerance.is_zero() {
+                problems.push(format!("{key}.standard_webhooks_tolerance: must be positive"));
+            }
+            for network in &source.allow_ips {
+                if parse_network(network).is_none() {
+                    problems.push(format!("{key}.allow_ips: {network:?} is not an address or network"));
+                }
+            }
+            if source.rate_burst == Some(0) {
+                problems.push(format!("{key}.rate_burst: must be positive"));
             }
         }
+        for network in &gateway.trusted_proxies {
+            if parse_network(network).is_none() {
+                problems.push(format!("gateway.trusted_proxies: {network:?} is not an address or network"));
+            }
+        }
+        if gateway.rate_burst == 0 {
+            problems.push("gateway.rate_burst: must be positive".to_owned());
+        }
+        if gateway.max_header_bytes < 1024 {
+            problems.push("gateway.max_header_bytes: must be at least 1024".to_owned());
+        }
+        match (&gateway.tls.cert_file, &gateway.tls.key_file) {
+            (Some(_), None) | (None, Some(_)) => {
+                problems.push("gateway.tls: cert_file and key_file go together".to_owned());
+            }
+            _ => {}
+        }
     }
+}
+
+/// An address (`203.0.113.7`) or network (`203.0.113.0/24`, `2001:db8::/32`).
+pub fn parse_network(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 fn http_header_name_is_invalid(name: &str) -> bool {
@@ -645,6 +789,43 @@ mod tests {
         {
             assert!(joined.contains(expected), "{expected} missing from:\n{joined}");
         }
+    }
+
+    #[test]
+    fn gateway_sources_are_checked_for_every_credential_kind() {
+        let figment = Figment::from(Toml::string(DEFAULTS_TOML)).merge(Toml::string(
+            r#"
+            [gateway]
+            trusted_proxies = ["10.0.0.0/8", "not-a-network"]
+            [gateway.tls]
+            cert_file = "/only/a/cert.pem"
+            [[gateway.sources]]
+            name = "address-only"
+            allow_ips = ["203.0.113.0/24"]
+            [[gateway.sources]]
+            name = "mixed"
+            query_tokens = ["q"]
+            basic = [{ user = "a:b", password = "p" }]
+            signature_header = "bad header"
+            allow_ips = ["203.0.113.300"]
+            [[gateway.sources]]
+            name = "fine"
+            standard_webhooks_secrets = ["whsec_AAAA"]
+            signature_keys = ["id", "secret"]
+            "#,
+        ));
+        let joined = Config::from_figment(&figment).expect_err("invalid").0.join("\n");
+        for expected in [
+            "not-a-network",
+            "cert_file and key_file",
+            "(address-only): has no credentials",
+            "user \"a:b\"",
+            "signature_header",
+            "203.0.113.300",
+        ] {
+            assert!(joined.contains(expected), "{expected} missing from:\n{joined}");
+        }
+        assert!(!joined.contains("[2]"), "the valid source has no problem: {joined}");
     }
 
     #[test]

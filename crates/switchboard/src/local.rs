@@ -104,11 +104,7 @@ pub fn ensure_local_token(config: &mut Config) -> anyhow::Result<Option<String>>
             token
         }
     };
-    config.gateway.sources.push(SourceConfig {
-        name: "local".to_owned(),
-        tokens: vec![Secret::new(token.clone())],
-        token_header: "authorization".to_owned(),
-    });
+    config.gateway.sources.push(SourceConfig::with_tokens("local", vec![Secret::new(token.clone())]));
     Ok(Some(token))
 }
 
