@@ -210,5 +210,5 @@ async fn a_scoped_token_reads_real_data_and_public_health_needs_none() {
     let served = health.check(HealthCheckRequest::default()).await.expect("health is public here");
     assert_eq!(served.into_inner().status, 1, "SERVING");
     // Public health opens nothing else.
-    assert_eq!(code(call(&system, Product::Sms, Call::Read, None).await), Some(Code::Unauthenticated));
+    assert_eq!(code(call(system, Product::Sms, Call::Read, None).await), Some(Code::Unauthenticated));
 }
