@@ -784,6 +784,33 @@ mod tests {
     }
 
     #[test]
+    fn grpc_security_settings_are_checked() {
+        let figment = Figment::from(Toml::string(DEFAULTS_TOML)).merge(Toml::string(
+            r#"
+            [grpc.auth]
+            enabled = true
+            [[grpc.auth.clients]]
+            name = "crm"
+            tokens = []
+            services = ["sms", "billing"]
+            [grpc.tls]
+            enabled = true
+            client_subjects = ["dashboard"]
+            "#,
+        ));
+        let joined = Config::from_figment(&figment).expect_err("invalid").0.join("\n");
+        for expected in
+            ["grpc.auth.clients[0].tokens", "\"billing\" is not a service", "cert_file", "client_ca_file"]
+        {
+            assert!(joined.contains(expected), "{expected} missing from:\n{joined}");
+        }
+        let figment =
+            Figment::from(Toml::string(DEFAULTS_TOML)).merge(Toml::string("[grpc.auth]\nenabled = true\n"));
+        let joined = Config::from_figment(&figment).expect_err("no clients").0.join("\n");
+        assert!(joined.contains("without clients"), "{joined}");
+    }
+
+    #[test]
     fn default_database_is_sqlite_in_the_data_dir() {
         let config = Config::default();
         let url = config.sms.database_url(Product::Sms, Path::new("/var/lib/sb"));
