@@ -147,3 +147,96 @@ async fn components_connect_with_their_credentials_and_nats_enforces_their_permi
     gateway.stop().await.expect("gateway stops");
     sms.stop().await.expect("sms stops");
 }
+
+#[tokio::test]
+async fn tokens_and_nkeys_are_presented_and_required() {
+    let token_server = NatsServer::start_with_config(
+        "authorization { token: $NATS_TOKEN }\n",
+        &[("NATS_TOKEN", "t0ken-5e6f7a")],
+    )
+    .expect("nats-server starts");
+    let mut config = NatsConfig {
+        url: token_server.url(),
+        connect_timeout: Duration::from_secs(2),
+        ..NatsConfig::default()
+    };
+    assert!(nats::connect_once(&config, "sms").await.is_err(), "no token");
+    config.auth.token = Some(Secret::new("not-the-token"));
+    assert!(nats::connect_once(&config, "sms").await.is_err(), "wrong token");
+    config.auth.token = Some(Secret::new("t0ken-5e6f7a"));
+    nats::connect_once(&config, "sms").await.expect("the token is accepted");
+
+    let user = nkeys::KeyPair::new_user();
+    let stranger = nkeys::KeyPair::new_user();
+    let nkey_server = NatsServer::start_with_config(
+        &format!("authorization {{ users: [ {{ nkey: {} }} ] }}\n", user.public_key()),
+        &[],
+    )
+    .expect("nats-server starts");
+    let mut config = NatsConfig {
+        url: nkey_server.url(),
+        connect_timeout: Duration::from_secs(2),
+        ..NatsConfig::default()
+    };
+    assert!(nats::connect_once(&config, "sms").await.is_err(), "no nkey");
+    config.auth.nkey_seed = Some(Secret::new(stranger.seed().expect("seed")));
+    assert!(nats::connect_once(&config, "sms").await.is_err(), "another nkey");
+    config.auth.nkey_seed = Some(Secret::new(user.seed().expect("seed")));
+    nats::connect_once(&config, "sms").await.expect("the nkey is accepted");
+}
+
+#[tokio::test]
+async fn a_component_connects_to_nats_over_mutual_tls() {
+    use crate::security_tls::Authority;
+    use rcgen::ExtendedKeyUsagePurpose;
+
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = |name: &str| directory.path().join(name);
+    let write = |name: &str, contents: &str| std::fs::write(path(name), contents).expect("write");
+    let server_ca = Authority::new("nats test server CA");
+    let client_ca = Authority::new("nats test client CA");
+    let (server_cert, server_key) =
+        server_ca.issue("nats", &["127.0.0.1", "localhost"], ExtendedKeyUsagePurpose::ServerAuth);
+    let (client_cert, client_key) =
+        client_ca.issue("sms", &["sms.internal"], ExtendedKeyUsagePurpose::ClientAuth);
+    write("server.crt", &server_cert);
+    write("server.key", &server_key);
+    write("server-ca.crt", &server_ca.pem);
+    write("client-ca.crt", &client_ca.pem);
+    write("client.crt", &client_cert);
+    write("client.key", &client_key);
+    let server = NatsServer::start_with_config(
+        &format!(
+            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\n",
+            path("server.crt").display(),
+            path("server.key").display(),
+            path("client-ca.crt").display()
+        ),
+        &[],
+    )
+    .expect("nats-server starts");
+
+    let mut without_certificate =
+        NatsConfig { url: server.url(), connect_timeout: Duration::from_secs(2), ..NatsConfig::default() };
+    without_certificate.tls.required = true;
+    without_certificate.tls.ca_file = Some(path("server-ca.crt"));
+    assert!(nats::connect_once(&without_certificate, "sms").await.is_err(), "no client certificate");
+
+    let mut tls = without_certificate.tls.clone();
+    tls.cert_file = Some(path("client.crt"));
+    tls.key_file = Some(path("client.key"));
+    let url = server.url();
+    let system = TestSystem::builder()
+        .components(&[Component::Service(Product::Sms)])
+        .nats(url)
+        .configure(move |config| config.nats.tls = tls)
+        .start()
+        .await
+        .expect("the sms service connects over mutual TLS");
+    let mut client = system.sms().await;
+    client
+        .list_messages(switchboard_proto::sms::ListMessagesRequest::default())
+        .await
+        .expect("the service runs");
+    system.stop().await.expect("stops");
+}

@@ -16,13 +16,13 @@ use switchboard_tests::{TestSystem, wait_until};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// A certificate authority that signs the test's certificates.
-struct Authority {
+pub(crate) struct Authority {
     issuer: Issuer<'static, KeyPair>,
-    pem: String,
+    pub(crate) pem: String,
 }
 
 impl Authority {
-    fn new(name: &str) -> Authority {
+    pub(crate) fn new(name: &str) -> Authority {
         let key = KeyPair::generate().expect("key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -33,7 +33,12 @@ impl Authority {
     }
 
     /// A leaf certificate and its key (PEM) for `common_name`, valid for `names`.
-    fn issue(&self, common_name: &str, names: &[&str], purpose: ExtendedKeyUsagePurpose) -> (String, String) {
+    pub(crate) fn issue(
+        &self,
+        common_name: &str,
+        names: &[&str],
+        purpose: ExtendedKeyUsagePurpose,
+    ) -> (String, String) {
         let key = KeyPair::generate().expect("key");
         let mut params =
             CertificateParams::new(names.iter().map(|name| (*name).to_owned()).collect::<Vec<_>>())
