@@ -216,9 +216,33 @@ def check_production_scale(rendering: Rendering) -> list[str]:
     return problems
 
 
+def check_nats_users(rendering: Rendering) -> list[str]:
+    """Each component connects to NATS as its own user (deploy/k8s/base/nats/auth.conf) with that
+    user's password: a shared user would give every component the permissions of all."""
+    problems = []
+    for pod in rendering.pod_templates():
+        if not pod.is_switchboard:
+            continue
+        for container in pod.spec.get("containers", []):
+            environment = {variable["name"]: variable.get("value") for variable in container.get("env", [])}
+            user = environment.get("SWITCHBOARD_NATS__AUTH__USER")
+            if user is None:
+                continue
+            command = (container.get("args") or [""])[0]
+            if user != command:
+                problems.append(f"{rendering.overlay}: {pod.where}: connects to NATS as {user!r}, not as its own user {command!r}")
+            for volume in pod.spec.get("volumes", []):
+                secret = volume.get("secret", {})
+                if secret.get("secretName") == "switchboard-nats-users":
+                    keys = [item.get("key") for item in secret.get("items", [])]
+                    if keys != [user]:
+                        problems.append(f"{rendering.overlay}: {pod.where}: mounts the NATS passwords {keys}, not only {user!r}")
+    return problems
+
+
 def check_configuration(rendering: Rendering) -> list[str]:
     """Settings the cluster needs whatever the overlay."""
-    problems = []
+    problems = check_nats_users(rendering)
     where = rendering.overlay
     config = switchboard_config(rendering)
     if config.get("log", {}).get("format") != "json":
@@ -238,6 +262,16 @@ def check_configuration(rendering: Rendering) -> list[str]:
                 problems.append(
                     f"{where}: gateway source {source.get('name')!r}: tokens must be files from the Secret "
                     "switchboard-gateway-tokens (or sha256: digests), never literals in the ConfigMap"
+                )
+    grpc_auth = config.get("grpc", {}).get("auth", {})
+    if not grpc_auth.get("enabled", False):
+        problems.append(f"{where}: grpc.auth.enabled must be true: without it anyone who reaches a service reads everything")
+    for client in grpc_auth.get("clients", []):
+        for token in client.get("tokens", []):
+            if not str(token).startswith(("file:/var/run/secrets/switchboard/grpc/", "sha256:")):
+                problems.append(
+                    f"{where}: grpc client {client.get('name')!r}: tokens must be files from the Secret "
+                    "switchboard-grpc-tokens (or sha256: digests), never literals in the ConfigMap"
                 )
     for section in COMPONENTS:
         if "database_url" in config.get(section, {}):

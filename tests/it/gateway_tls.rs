@@ -15,7 +15,7 @@ async fn https_deliveries_are_stored() {
     let cert_file = directory.path().join("tls.crt");
     let key_file = directory.path().join("tls.key");
     std::fs::write(&cert_file, certified.cert.pem()).expect("write cert");
-    std::fs::write(&key_file, certified.key_pair.serialize_pem()).expect("write key");
+    std::fs::write(&key_file, certified.signing_key.serialize_pem()).expect("write key");
     let (cert_path, key_path) = (cert_file.clone(), key_file.clone());
     let system = TestSystem::builder()
         .components(&[switchboard::Component::Gateway])

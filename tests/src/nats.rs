@@ -12,18 +12,42 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     directory: tempfile::TempDir,
+    /// Extra configuration (users, permissions, accounts) and the environment it reads.
+    extra: Option<ExtraConfig>,
+}
+
+#[derive(Debug, Clone)]
+struct ExtraConfig {
+    file: PathBuf,
+    environment: Vec<(String, String)>,
 }
 
 impl NatsServer {
     /// Starts a server on a free port and waits until it accepts connections.
     pub fn start() -> anyhow::Result<NatsServer> {
+        NatsServer::start_with_config("", &[])
+    }
+
+    /// Starts a server that also reads `config` (nats-server configuration syntax: `authorization`,
+    /// `accounts`, `include` of a file by absolute path…), with `environment` set for the `$NAME`
+    /// references in it. Listening address, port and JetStream storage stay the harness's.
+    pub fn start_with_config(config: &str, environment: &[(&str, &str)]) -> anyhow::Result<NatsServer> {
         let directory = tempfile::Builder::new().prefix("switchboard-nats-").tempdir()?;
         let ports_dir = directory.path().join("ports");
         std::fs::create_dir_all(&ports_dir)?;
-        let child = spawn(directory.path(), "-1", Some(&ports_dir))?;
+        let extra = if config.is_empty() {
+            None
+        } else {
+            let file = directory.path().join("extra.conf");
+            std::fs::write(&file, config)?;
+            let environment =
+                environment.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+            Some(ExtraConfig { file, environment })
+        };
+        let child = spawn(directory.path(), "-1", Some(&ports_dir), extra.as_ref())?;
         let pid = child.id();
         let port = read_port(&ports_dir, pid)?;
-        let mut server = NatsServer { child: Some(child), port, directory };
+        let mut server = NatsServer { child: Some(child), port, directory, extra };
         server.wait_ready()?;
         Ok(server)
     }
@@ -50,7 +74,7 @@ impl NatsServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             // The old process may hold the port for a moment.
-            let child = spawn(self.directory.path(), &self.port.to_string(), None)?;
+            let child = spawn(self.directory.path(), &self.port.to_string(), None, self.extra.as_ref())?;
             self.child = Some(child);
             match self.wait_ready() {
                 Ok(()) => return Ok(()),
@@ -87,8 +111,18 @@ impl Drop for NatsServer {
     }
 }
 
-fn spawn(directory: &Path, port: &str, ports_dir: Option<&Path>) -> anyhow::Result<Child> {
+fn spawn(
+    directory: &Path,
+    port: &str,
+    ports_dir: Option<&Path>,
+    extra: Option<&ExtraConfig>,
+) -> anyhow::Result<Child> {
     let mut command = Command::new("nats-server");
+    if let Some(extra) = extra {
+        // Command-line flags override the file, so address, port and storage stay ours.
+        command.arg("-c").arg(&extra.file);
+        command.envs(extra.environment.iter().map(|(name, value)| (name, value)));
+    }
     command
         .args(["-js", "-a", "127.0.0.1", "-p", port, "-sd"])
         .arg(directory.join("jetstream"))

@@ -158,16 +158,79 @@ impl Default for AdminConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcConfig {
     pub listen: SocketAddr,
     pub reflection: bool,
+    pub auth: GrpcAuthConfig,
+    pub tls: GrpcTlsConfig,
 }
 
 impl Default for GrpcConfig {
     fn default() -> Self {
-        GrpcConfig { listen: SocketAddr::from(([0, 0, 0, 0], 50051)), reflection: true }
+        GrpcConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            reflection: true,
+            auth: GrpcAuthConfig::default(),
+            tls: GrpcTlsConfig::default(),
+        }
+    }
+}
+
+/// Bearer tokens for the gRPC APIs, each scoped to services and to reading or also watching.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcAuthConfig {
+    /// Off: anyone who reaches the port may call everything (logged as a warning at start-up).
+    pub enabled: bool,
+    /// gRPC health checks answer without a token.
+    pub health_without_token: bool,
+    /// Server reflection answers without a token.
+    pub reflection_without_token: bool,
+    pub clients: Vec<GrpcClientConfig>,
+}
+
+/// A caller of the gRPC APIs and what it may call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcClientConfig {
+    pub name: String,
+    /// Accepted tokens (several during a rotation); `sha256:<hex>` entries are compared by hash.
+    pub tokens: Vec<Secret>,
+    /// Product names (`sms`, `chat`, `voice`, `interact`, `contacts`) or `*` for every service.
+    pub services: Vec<String>,
+    /// May also call the server-streaming `Watch` RPCs; otherwise unary reads only.
+    #[serde(default)]
+    pub watch: bool,
+}
+
+/// TLS for the gRPC server, reloaded when the files change; optionally mutual.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcTlsConfig {
+    pub enabled: bool,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Mutual TLS: clients must present a certificate issued by this CA.
+    pub client_ca_file: Option<PathBuf>,
+    /// With mutual TLS, only certificates whose CN or a DNS/URI SAN is listed (empty: any from the CA).
+    pub client_subjects: Vec<String>,
+    /// How often the files are checked for changes; changed files are loaded without a restart.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for GrpcTlsConfig {
+    fn default() -> Self {
+        GrpcTlsConfig {
+            enabled: false,
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            client_subjects: Vec::new(),
+            reload_interval: Duration::from_secs(30),
+        }
     }
 }
 
@@ -570,6 +633,7 @@ impl Config {
             problems.push("nats.tls: cert_file and key_file go together".to_owned());
         }
         self.validate_gateway(&mut problems);
+        self.validate_grpc(&mut problems);
         for product in Product::ALL {
             let service = self.service(product);
             let consumer = &service.consumer;
@@ -718,6 +782,47 @@ pub fn parse_network(text: &str) -> Option<ipnet::IpNet> {
         .or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
+impl Config {
+    fn validate_grpc(&self, problems: &mut Vec<String>) {
+        let auth = &self.grpc.auth;
+        if auth.enabled && auth.clients.is_empty() {
+            problems.push("grpc.auth: enabled without clients, so every call would be refused".to_owned());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (index, client) in auth.clients.iter().enumerate() {
+            let key = format!("grpc.auth.clients[{index}]");
+            if client.name.trim().is_empty() {
+                problems.push(format!("{key}.name: must not be empty"));
+            } else if !names.insert(client.name.as_str()) {
+                problems.push(format!("{key}.name: {:?} is used by another client", client.name));
+            }
+            if client.tokens.is_empty() || client.tokens.iter().any(Secret::is_empty) {
+                problems.push(format!("{key}.tokens: at least one token, none empty"));
+            }
+            if client.services.is_empty() {
+                problems.push(format!("{key}.services: name the services it may call, or \"*\""));
+            }
+            for service in &client.services {
+                if service != "*" && !Product::ALL.iter().any(|product| product.name() == service) {
+                    problems.push(format!(
+                        "{key}.services: {service:?} is not a service (sms, chat, voice, interact, contacts or *)"
+                    ));
+                }
+            }
+        }
+        let tls = &self.grpc.tls;
+        if tls.enabled && (tls.cert_file.is_none() || tls.key_file.is_none()) {
+            problems.push("grpc.tls: enabled needs cert_file and key_file".to_owned());
+        }
+        if !tls.client_subjects.is_empty() && tls.client_ca_file.is_none() {
+            problems.push("grpc.tls.client_subjects: needs client_ca_file (mutual TLS)".to_owned());
+        }
+        if tls.reload_interval.is_zero() {
+            problems.push("grpc.tls.reload_interval: must be positive".to_owned());
+        }
+    }
+}
+
 fn http_header_name_is_invalid(name: &str) -> bool {
     !name.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_'))
 }
@@ -857,6 +962,33 @@ mod tests {
             .expect("sms does not read the gateway");
         assert_eq!(sms.sms.max_connections, 3);
         assert!(sms.gateway.sources.is_empty());
+    }
+
+    #[test]
+    fn grpc_security_settings_are_checked() {
+        let figment = Figment::from(Toml::string(DEFAULTS_TOML)).merge(Toml::string(
+            r#"
+            [grpc.auth]
+            enabled = true
+            [[grpc.auth.clients]]
+            name = "crm"
+            tokens = []
+            services = ["sms", "billing"]
+            [grpc.tls]
+            enabled = true
+            client_subjects = ["dashboard"]
+            "#,
+        ));
+        let joined = Config::from_figment(&figment).expect_err("invalid").0.join("\n");
+        for expected in
+            ["grpc.auth.clients[0].tokens", "\"billing\" is not a service", "cert_file", "client_ca_file"]
+        {
+            assert!(joined.contains(expected), "{expected} missing from:\n{joined}");
+        }
+        let figment =
+            Figment::from(Toml::string(DEFAULTS_TOML)).merge(Toml::string("[grpc.auth]\nenabled = true\n"));
+        let joined = Config::from_figment(&figment).expect_err("no clients").0.join("\n");
+        assert!(joined.contains("without clients"), "{joined}");
     }
 
     #[test]

@@ -19,25 +19,44 @@ use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
+use crate::config::GrpcConfig;
+use crate::grpc_auth::{GrpcAuthLayer, GrpcAuthenticator};
+use crate::grpc_tls::ReloadingTls;
+
 /// A stream of watch responses, as every `Watch` call returns.
 pub type WatchStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
-/// Serves `routes` plus gRPC health (reporting `services` as serving) and, when `reflection` is on,
-/// server reflection, until `shutdown`; in-flight calls finish first.
+/// Serves `routes` plus gRPC health (reporting `services` as serving) and, when `config.reflection`
+/// is on, server reflection, until `shutdown`; in-flight calls finish first. Every call passes the
+/// token check of `config.auth` when it is enabled, and connections use TLS (mutual when a client CA
+/// is set) when `config.tls` is enabled.
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
     services: &[&'static str],
-    reflection: bool,
+    config: &GrpcConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let address: Option<SocketAddr> = listener.local_addr().ok();
+    let authenticator = if config.auth.enabled {
+        Some(GrpcAuthenticator::from_config(&config.auth).map_err(|error| anyhow::anyhow!(error))?)
+    } else {
+        tracing::warn!(
+            address = ?address,
+            "gRPC AUTHENTICATION IS OFF: anyone who can reach this port can read and watch every service; \
+             enable [grpc.auth] before exposing it"
+        );
+        None
+    };
+    let tls =
+        if config.tls.enabled { Some(ReloadingTls::start(&config.tls, shutdown.clone())?) } else { None };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     for service in services {
         health_reporter.set_service_status(*service, ServingStatus::Serving).await;
     }
     health_reporter.set_service_status("", ServingStatus::Serving).await;
     let mut routes = routes.add_service(health_service);
-    if reflection {
+    if config.reflection {
         let v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(switchboard_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -48,8 +67,14 @@ pub async fn serve(
             .build_v1alpha()?;
         routes = routes.add_service(v1).add_service(v1alpha);
     }
-    let address: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!(address = ?address, services = ?services, "grpc listening");
+    tracing::info!(
+        address = ?address,
+        services = ?services,
+        auth = config.auth.enabled,
+        tls = config.tls.enabled,
+        mutual_tls = config.tls.enabled && config.tls.client_ca_file.is_some(),
+        "grpc listening"
+    );
     let reporter = health_reporter.clone();
     let names: Vec<&'static str> = services.to_vec();
     let stopping = async move {
@@ -59,12 +84,17 @@ pub async fn serve(
         }
         reporter.set_service_status("", ServingStatus::NotServing).await;
     };
-    tonic::transport::Server::builder()
-        .add_routes(routes)
+    let router =
+        tonic::transport::Server::builder().layer(GrpcAuthLayer::new(authenticator)).add_routes(routes);
+    match tls {
+        Some(tls) => router.serve_with_incoming_shutdown(tls.incoming(listener), stopping).await?,
         // Without TCP_NODELAY a response written in several frames waits for the client's delayed
         // ACK: about 40 ms added to every call that returns more than a few bytes.
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stopping)
-        .await?;
+        None => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            router.serve_with_incoming_shutdown(incoming, stopping).await?
+        }
+    }
     Ok(())
 }
 

@@ -9,6 +9,8 @@ pub mod config;
 pub mod consumer;
 pub mod dead_letter;
 pub mod grpc;
+pub mod grpc_auth;
+pub mod grpc_tls;
 pub mod nats;
 pub mod platform;
 pub mod secret;

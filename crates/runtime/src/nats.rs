@@ -89,6 +89,20 @@ pub async fn connect_options(config: &NatsConfig, component: &str) -> Result<Con
         }))
 }
 
+/// The server URL(s) fit for logs: credentials written into a URL (`nats://user:password@host`)
+/// are replaced by `<redacted>`.
+pub fn redacted_url(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}<redacted>{}", &url[..scheme + 3], &url[at..])
+            }
+            _ => url.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn event_name(event: &async_nats::Event) -> &'static str {
     match event {
         async_nats::Event::Connected => "connected",
@@ -115,7 +129,7 @@ pub async fn connect(
         match options.connect(config.url.as_str()).await {
             Ok(client) => return Ok(client),
             Err(error) => {
-                tracing::warn!(url = %config.url, error = %error, retry_in = ?delay, "cannot reach nats");
+                tracing::warn!(url = %redacted_url(&config.url), error = %error, retry_in = ?delay, "cannot reach nats");
             }
         }
         tokio::select! {
@@ -132,7 +146,7 @@ pub async fn connect_once(config: &NatsConfig, component: &str) -> Result<Client
     options
         .connect(config.url.as_str())
         .await
-        .map_err(|source| NatsError::Connect { url: config.url.clone(), source })
+        .map_err(|source| NatsError::Connect { url: redacted_url(&config.url), source })
 }
 
 /// A JetStream context whose API calls and publish acks are bounded by `request_timeout`, and whose
@@ -345,6 +359,14 @@ pub async fn ensure_consumer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_never_logged() {
+        assert_eq!(
+            redacted_url("nats://gateway:hunter2@nats-0:4222,tls://tok@nats-1:4222,nats://nats-2:4222"),
+            "nats://<redacted>@nats-0:4222,tls://<redacted>@nats-1:4222,nats://nats-2:4222"
+        );
+    }
 
     #[test]
     fn unchanged_streams_have_no_differences_and_changes_are_named() {

@@ -172,9 +172,11 @@ async fn run_components(
         if !hosts.is_empty() {
             let listener = grpc_listener.context("the services need a gRPC listener")?;
             let routes = routes.routes();
-            let reflection = config.grpc.reflection;
+            let grpc_config = config.grpc.clone();
             let grpc_shutdown = shutdown.clone();
-            servers.spawn(async move { grpc::serve(listener, routes, &service_names, reflection, grpc_shutdown).await });
+            servers.spawn(async move {
+                grpc::serve(listener, routes, &service_names, &grpc_config, grpc_shutdown).await
+            });
         }
         platform.readiness.mark_started();
         tracing::info!(components = ?components.iter().map(|component| component.name()).collect::<Vec<_>>(), "running");

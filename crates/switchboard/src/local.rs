@@ -142,7 +142,7 @@ pub fn banner(config: &Config, token: Option<&str>) -> String {
         .map(|token| format!("-H 'Authorization: Bearer {token}' "))
         .unwrap_or_else(|| "-H 'Authorization: Bearer <your token>' ".to_owned());
     format!(
-        "\nSwitchboard is running.\n  webhooks: http://127.0.0.1:{gateway_port}/v1/events/{{event}}\n  gRPC:     127.0.0.1:{grpc_port} (reflection on)\n  admin:    http://127.0.0.1:{admin_port}/readyz\n{token_line}\n\
+        "\nSwitchboard is running.\n  webhooks: http://127.0.0.1:{gateway_port}/v1/events/{{event}}\n  gRPC:     127.0.0.1:{grpc_port} (reflection on; NO authentication: whoever reaches this port reads everything, see docs/security.md)\n  admin:    http://127.0.0.1:{admin_port}/readyz\n{token_line}\n\
          Send a delivery report:\n  curl -sS {auth}-H 'Content-Type: application/json' \\\n    \
          --data '{{\"id\":\"b34e35ad-fe34-4a8b-977c-b21cd76cd7d6:1\",\"mobile\":\"918921269123\",\"status\":\"DELIVRD\",\"deliv_time\":\"2021-04-09 16:27:51\"}}' \\\n    \
          http://127.0.0.1:{gateway_port}/v1/events/sms:message:status\n\n\

@@ -32,8 +32,9 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
     Config::load(cli.config.as_deref()).map_err(|errors| anyhow::anyhow!("{errors}"))
 }
 
-/// The sections every component reads.
-const COMMON_SECTIONS: &[&str] = &["nats", "log", "admin", "grpc", "storage", "shutdown"];
+/// The sections every component reads. Only the services read `grpc` (so the gateway's pod needs
+/// none of the gRPC token files).
+const COMMON_SECTIONS: &[&str] = &["nats", "log", "admin", "storage", "shutdown"];
 
 /// Loads only the sections `command` (a component's name, or `migrate`) reads.
 fn load_for(cli: &Cli, command: &str) -> anyhow::Result<Config> {
@@ -43,7 +44,7 @@ fn load_for(cli: &Cli, command: &str) -> anyhow::Result<Config> {
         "gateway" => sections.push("gateway"),
         other => {
             let product = Product::from_name(other).with_context(|| format!("unknown command {other:?}"))?;
-            sections.push(product.name());
+            sections.extend(["grpc", product.name()]);
         }
     }
     Config::load_sections(cli.config.as_deref(), Some(&sections))
