@@ -3,6 +3,7 @@
 
 mod chat;
 mod contacts;
+mod faults;
 mod gateway;
 mod interact;
 mod metrics;
