@@ -8,6 +8,7 @@
 
 pub mod answer;
 pub mod auth;
+pub mod fuzzing;
 pub mod ingest;
 pub mod publish;
 
