@@ -3,6 +3,7 @@
 
 mod chat;
 mod contacts;
+mod faults;
 mod gateway;
 mod gateway_auth;
 mod gateway_faults;

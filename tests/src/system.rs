@@ -61,6 +61,8 @@ pub struct TestSystemBuilder {
     nats_url: Option<String>,
     databases: Vec<(Product, Secret)>,
     edits: Vec<ConfigEdit>,
+    /// Run on a runtime of its own, so [`TestSystem::kill`] can end it like a crashed process.
+    own_runtime: bool,
 }
 
 impl std::fmt::Debug for TestSystemBuilder {
@@ -88,6 +90,14 @@ impl TestSystemBuilder {
     /// Use this database for a product instead of creating one (replicas share a database).
     pub fn database(mut self, product: Product, url: Secret) -> Self {
         self.databases.push((product, url));
+        self
+    }
+
+    /// Runs the components on a tokio runtime of their own (one worker thread), as a separate process
+    /// would: [`TestSystem::kill`] then drops every task, connection and transaction at once, without
+    /// any graceful shutdown.
+    pub fn own_runtime(mut self) -> Self {
+        self.own_runtime = true;
         self
     }
 
@@ -146,18 +156,43 @@ impl TestSystemBuilder {
         let problems = config.validate();
         anyhow::ensure!(problems.is_empty(), "invalid test configuration: {problems:?}");
 
-        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let admin = TcpListener::bind(loopback).await?;
-        let gateway = TcpListener::bind(loopback).await?;
-        let grpc = TcpListener::bind(loopback).await?;
+        let runtime = if self.own_runtime {
+            Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("switchboard-under-test")
+                    .enable_all()
+                    .build()?,
+            )
+        } else {
+            None
+        };
+        // Sockets belong to the runtime that drives them: bind plain sockets, register them there.
+        let bind = || -> anyhow::Result<std::net::TcpListener> {
+            let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        };
+        let (admin, gateway, grpc) = (bind()?, bind()?, bind()?);
         let admin_address = admin.local_addr()?;
         let gateway_address = gateway.local_addr()?;
         let grpc_address = grpc.local_addr()?;
-        let listeners = Listeners { admin, gateway: Some(gateway), grpc: Some(grpc) };
         let config = Arc::new(config);
         let stop = CancellationToken::new();
+        let handle = match &runtime {
+            Some(runtime) => runtime.handle().clone(),
+            None => tokio::runtime::Handle::current(),
+        };
+        let listeners = {
+            let _entered = handle.enter();
+            Listeners {
+                admin: TcpListener::from_std(admin)?,
+                gateway: Some(TcpListener::from_std(gateway)?),
+                grpc: Some(TcpListener::from_std(grpc)?),
+            }
+        };
         let task =
-            tokio::spawn(switchboard::run(config.clone(), self.components.clone(), listeners, stop.clone()));
+            handle.spawn(switchboard::run(config.clone(), self.components.clone(), listeners, stop.clone()));
         let system = TestSystem {
             config,
             nats_server,
@@ -167,6 +202,7 @@ impl TestSystemBuilder {
             http: reqwest::Client::new(),
             stop,
             task: Some(task),
+            runtime,
             _databases: databases,
             _data_dir: data_dir,
         };
@@ -187,6 +223,8 @@ pub struct TestSystem {
     pub http: reqwest::Client,
     stop: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The runtime of its own, when built with [`TestSystemBuilder::own_runtime`].
+    runtime: Option<tokio::runtime::Runtime>,
     _databases: Vec<TestDatabase>,
     _data_dir: tempfile::TempDir,
 }
@@ -198,6 +236,7 @@ impl TestSystem {
             nats_url: None,
             databases: Vec::new(),
             edits: Vec::new(),
+            own_runtime: false,
         }
     }
 
@@ -333,10 +372,23 @@ impl TestSystem {
             None => Ok(()),
         }
     }
+
+    /// Ends the system at once, like SIGKILL ends a process: every task is dropped where it stands,
+    /// connections close without goodbye, open transactions are rolled back by the database, and
+    /// nothing is acknowledged. Needs [`TestSystemBuilder::own_runtime`].
+    pub fn kill(mut self) {
+        let runtime = self.runtime.take().expect("kill needs a system built with own_runtime()");
+        self.task.take();
+        runtime.shutdown_background();
+    }
 }
 
 impl Drop for TestSystem {
     fn drop(&mut self) {
         self.stop.cancel();
+        if let Some(runtime) = self.runtime.take() {
+            // Dropping a runtime may block, which async code must not: let it finish in the background.
+            runtime.shutdown_background();
+        }
     }
 }

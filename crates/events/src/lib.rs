@@ -12,6 +12,7 @@
 pub mod chat;
 pub mod contacts;
 mod decode;
+pub mod fuzzing;
 pub mod headers;
 mod kind;
 pub mod sms;

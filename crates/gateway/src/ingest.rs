@@ -245,9 +245,9 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 
 /// A refusal of an authenticated request, with the event when it was known.
 #[derive(Debug)]
-struct Rejection {
-    event: Option<EventKind>,
-    refusal: Refusal,
+pub struct Rejection {
+    pub event: Option<EventKind>,
+    pub refusal: Refusal,
 }
 
 impl Rejection {
@@ -263,8 +263,10 @@ struct Probe {
     event: Option<serde_json::Value>,
 }
 
-/// Checks an authenticated body and decides what to publish.
-fn prepare(
+/// Checks an authenticated body and decides what to publish: the event (from the path, the body's
+/// `event` field, or both when they agree) and the bytes, which are the body as received or, when it
+/// had trailing commas, the body without them. Public so the fuzz targets can drive it.
+pub fn prepare(
     limits: &Limits,
     method: &Method,
     path_event: Option<&str>,

@@ -10,6 +10,7 @@
 pub mod answer;
 pub mod auth;
 pub mod convert;
+pub mod fuzzing;
 pub mod ingest;
 pub mod publish;
 pub mod rate;

@@ -1,0 +1,258 @@
+//! Faults under load: a provider keeps posting a known set of events (SMS reports for many messages,
+//! with duplicates and out of order, and every other product) through the gateway over HTTP while
+//! something breaks:
+//!
+//! * `nats-server` is killed and started again on the same port with the same storage;
+//! * the services are killed mid-batch, several times (no graceful shutdown: every task, connection
+//!   and open transaction is dropped at once), and the gateway once;
+//! * PostgreSQL is stopped and started again (in the PostgreSQL pass only; a private server);
+//! * the gateway and the services are shut down gracefully under load and started again.
+//!
+//! The provider retries a delivery that did not get a 2xx later. Afterwards every delivery that got
+//! a 2xx must be in the stream byte for byte, once, and in its projection exactly once; nothing may
+//! be a dead letter; and the services' query answers must equal those of fresh services that replay
+//! the stream into fresh databases. Each scenario prints a summary line and asserts `lost == 0`.
+
+mod check;
+mod load;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use switchboard::Component;
+use switchboard_events::Product;
+use switchboard_runtime::Secret;
+use switchboard_runtime::config::Config;
+use switchboard_store::sqlx::{self, Connection, Executor};
+use switchboard_tests::{NatsServer, PostgresServer, TestBackend, TestDatabase, TestSystem};
+
+use self::check::{Summary, assert_same_state, snapshot, verify, wait_drained};
+use self::load::{Load, workload};
+
+/// Message ids in the workload (about 460 deliveries in all).
+const MESSAGES: usize = 60;
+/// The provider gives up after this long; every scenario must be done well before.
+const LOAD_DEADLINE: Duration = Duration::from_secs(40);
+
+fn service_components() -> Vec<Component> {
+    Product::ALL.iter().map(|product| Component::Service(*product)).collect()
+}
+
+/// Short ack waits and small batches: redeliveries after a kill come quickly, and a kill is likely
+/// to land in the middle of a batch.
+fn fault_settings(config: &mut Config) {
+    for product in Product::ALL {
+        let service = config.service_mut(product);
+        service.consumer.ack_wait = Duration::from_secs(5);
+        service.consumer.batch_size = 16;
+        service.acquire_timeout = Duration::from_millis(500);
+        service.consumer.retry_max = Duration::from_millis(500);
+    }
+    config.shutdown.drain_delay = Duration::ZERO;
+}
+
+/// One NATS server, the services' databases, a gateway and the services, each in a "process" of
+/// its own that can be killed or stopped and started again.
+struct Rig {
+    nats: NatsServer,
+    databases: Vec<(Product, Secret)>,
+    gateway: Option<TestSystem>,
+    services: Option<TestSystem>,
+    /// Where the load sends: a restarted gateway listens on a new port.
+    gateway_url: Arc<RwLock<String>>,
+}
+
+impl Rig {
+    async fn start(databases: Vec<(Product, Secret)>) -> Rig {
+        let nats = NatsServer::start().expect("nats-server starts");
+        let mut rig = Rig {
+            nats,
+            databases,
+            gateway: None,
+            services: None,
+            gateway_url: Arc::new(RwLock::new(String::new())),
+        };
+        rig.start_gateway().await;
+        rig.start_services().await;
+        rig
+    }
+
+    async fn start_gateway(&mut self) {
+        let gateway = TestSystem::builder()
+            .components(&[Component::Gateway])
+            .nats(self.nats.url())
+            .own_runtime()
+            .configure(fault_settings)
+            .start()
+            .await
+            .expect("the gateway starts");
+        *self.gateway_url.write().expect("url lock") = gateway.gateway_url.clone();
+        self.gateway = Some(gateway);
+    }
+
+    async fn start_services(&mut self) {
+        let mut builder = TestSystem::builder()
+            .components(&service_components())
+            .nats(self.nats.url())
+            .own_runtime()
+            .configure(fault_settings);
+        for (product, url) in &self.databases {
+            builder = builder.database(*product, url.clone());
+        }
+        self.services = Some(builder.start().await.expect("the services start"));
+    }
+
+    fn kill_services(&mut self) {
+        self.services.take().expect("services running").kill();
+    }
+
+    fn kill_gateway(&mut self) {
+        self.gateway.take().expect("gateway running").kill();
+    }
+
+    async fn stop_services(&mut self) {
+        self.services.take().expect("services running").stop().await.expect("a clean stop");
+    }
+
+    async fn stop_gateway(&mut self) {
+        self.gateway.take().expect("gateway running").stop().await.expect("a clean stop");
+    }
+
+    fn start_load(&self, pace: Duration) -> Load {
+        Load::start(workload(MESSAGES, 7), self.gateway_url.clone(), 4, pace, LOAD_DEADLINE)
+    }
+
+    async fn jetstream(&self) -> async_nats::jetstream::Context {
+        let client = async_nats::connect(self.nats.url()).await.expect("nats connects");
+        async_nats::jetstream::new(client)
+    }
+
+    /// Waits for the load and the services, checks everything, replays the stream into fresh
+    /// services and compares, and returns the summary.
+    async fn finish(mut self, scenario: &'static str, load: Load) -> Summary {
+        let finished = load.finish().await;
+        let undelivered = finished.receipts.iter().filter(|receipt| receipt.is_none()).count();
+        assert_eq!(
+            undelivered, 0,
+            "{scenario}: the system recovered and took every delivery within {LOAD_DEADLINE:?}"
+        );
+        let jetstream = self.jetstream().await;
+        wait_drained(&jetstream).await;
+        let services = self.services.as_ref().expect("services running");
+        let summary = verify(scenario, &finished, services, &jetstream).await;
+        summary.print();
+        assert_eq!(summary.lost, 0, "{scenario}: {summary:?}");
+        assert_eq!(summary.duplicated, 0, "{scenario}: {summary:?}");
+        assert_eq!(summary.stored, summary.distinct, "{scenario}: {summary:?}");
+        assert_eq!(summary.projected, summary.distinct, "{scenario}: {summary:?}");
+
+        // A clean replay: fresh services on fresh databases read the same stream from the start.
+        let faulted = snapshot(services, &finished).await;
+        self.stop_services().await;
+        let stream = jetstream.get_stream("SWITCHBOARD").await.expect("stream");
+        let names: Vec<String> = stream.consumer_names().try_collect().await.expect("consumer names");
+        for name in names {
+            stream.delete_consumer(&name).await.expect("consumer deleted");
+        }
+        let replay = TestSystem::builder()
+            .components(&service_components())
+            .nats(self.nats.url())
+            .configure(fault_settings)
+            .start()
+            .await
+            .expect("replay services start");
+        wait_drained(&jetstream).await;
+        let replayed = snapshot(&replay, &finished).await;
+        assert_same_state(scenario, &faulted, &replayed);
+        replay.stop().await.expect("a clean stop");
+        if let Some(gateway) = self.gateway.take() {
+            gateway.stop().await.expect("a clean stop");
+        }
+        summary
+    }
+}
+
+/// Databases for every service on the configured backend, kept across restarts.
+async fn test_databases() -> (Vec<TestDatabase>, Vec<(Product, Secret)>) {
+    let mut databases = Vec::new();
+    let mut urls = Vec::new();
+    for product in Product::ALL {
+        let database = TestDatabase::create(TestBackend::from_env(), &format!("fault_{}", product.name()))
+            .await
+            .expect("database");
+        urls.push((product, database.url()));
+        databases.push(database);
+    }
+    (databases, urls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_restart_under_load_loses_nothing() {
+    let (_databases, urls) = test_databases().await;
+    let mut rig = Rig::start(urls).await;
+    let load = rig.start_load(Duration::from_millis(15));
+    load.wait_accepted(100).await;
+    rig.nats.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rig.nats.restart().expect("nats-server starts again");
+    let summary = rig.finish("nats-server restart", load).await;
+    assert!(summary.refused > 0, "the outage was seen by the provider: {summary:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_killed_mid_batch_lose_nothing() {
+    let (_databases, urls) = test_databases().await;
+    let mut rig = Rig::start(urls).await;
+    let load = rig.start_load(Duration::from_millis(20));
+    for threshold in [60, 150, 250] {
+        load.wait_accepted(threshold).await;
+        rig.kill_services();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        rig.start_services().await;
+    }
+    // And the gateway once, with requests in flight.
+    load.wait_accepted(320).await;
+    rig.kill_gateway();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    rig.start_gateway().await;
+    rig.finish("services and gateway killed", load).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_under_load_loses_nothing() {
+    if TestBackend::from_env() != TestBackend::Postgres {
+        // This scenario brings its own PostgreSQL server; the PostgreSQL pass runs it.
+        return;
+    }
+    let postgres = PostgresServer::start().expect("private postgres");
+    let mut urls = Vec::new();
+    let mut admin = sqlx::PgConnection::connect(&postgres.url("postgres")).await.expect("connects");
+    for product in Product::ALL {
+        admin.execute(format!("CREATE DATABASE fault_{}", product.name()).as_str()).await.expect("created");
+        urls.push((product, Secret::new(postgres.url(&format!("fault_{}", product.name())))));
+    }
+    admin.close().await.expect("closes");
+    let rig = Rig::start(urls).await;
+    let load = rig.start_load(Duration::from_millis(15));
+    load.wait_accepted(100).await;
+    postgres.stop().expect("postgres stops");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    postgres.start_again().expect("postgres starts again");
+    rig.finish("postgres restart", load).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_under_load_loses_nothing() {
+    let (_databases, urls) = test_databases().await;
+    let mut rig = Rig::start(urls).await;
+    let load = rig.start_load(Duration::from_millis(20));
+    load.wait_accepted(120).await;
+    rig.stop_gateway().await;
+    rig.start_gateway().await;
+    load.wait_accepted(240).await;
+    rig.stop_services().await;
+    rig.start_services().await;
+    let summary = rig.finish("graceful shutdown", load).await;
+    assert!(summary.refused > 0, "the gateway's restart was seen by the provider: {summary:?}");
+}

@@ -1,0 +1,394 @@
+//! After a fault: is every accepted event in the stream and in its projection exactly once, and is
+//! the services' state what a clean replay of the stream gives?
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::TryStreamExt;
+use switchboard_events::{EventKind, Subjects};
+use switchboard_proto::chat::{GetOutboundMessageRequest, ListOutboundMessagesRequest};
+use switchboard_proto::common::ListOptOutsRequest;
+use switchboard_proto::contacts::{
+    Contact, GetContactRequest, ListContactVersionsRequest, get_contact_request,
+};
+use switchboard_proto::interact::{
+    GetMessageRequest as GetVmnRequest, ListMessagesRequest as ListVmnRequest,
+};
+use switchboard_proto::sms::{GetMessageRequest, ListMessagesRequest};
+use switchboard_proto::voice::{GetCallRequest, ListCallsRequest};
+use switchboard_tests::{TestSystem, wait_until};
+
+use super::load::Finished;
+
+const STREAM: &str = "SWITCHBOARD";
+const PAGE: i32 = 1000;
+
+/// The numbers of one scenario.
+#[derive(Debug, Default)]
+pub(crate) struct Summary {
+    pub(crate) scenario: &'static str,
+    /// Deliveries planned (duplicates included).
+    pub(crate) sent: usize,
+    pub(crate) attempts: usize,
+    /// Attempts answered with something other than a 2xx (or not at all): retried later.
+    pub(crate) refused: usize,
+    /// Deliveries that got a 2xx.
+    pub(crate) accepted: usize,
+    /// Distinct events among the accepted deliveries.
+    pub(crate) distinct: usize,
+    /// Distinct accepted events found in the stream, byte for byte, on their subject.
+    pub(crate) stored: usize,
+    /// Distinct accepted events found exactly once in their projection.
+    pub(crate) projected: usize,
+    /// Accepted events found more than once in their projection.
+    pub(crate) duplicated: usize,
+    /// Accepted events missing from the stream or from their projection.
+    pub(crate) lost: usize,
+}
+
+impl Summary {
+    pub(crate) fn print(&self) {
+        eprintln!(
+            "{:<28} {:>5} {:>8} {:>7} {:>5} {:>8} {:>6} {:>9} {:>10} {:>4}\n{:<28} {:>5} {:>8} {:>7} {:>5} {:>8} {:>6} {:>9} {:>10} {:>4}",
+            "scenario",
+            "sent",
+            "attempts",
+            "non-2xx",
+            "2xx",
+            "distinct",
+            "stored",
+            "projected",
+            "duplicated",
+            "lost",
+            self.scenario,
+            self.sent,
+            self.attempts,
+            self.refused,
+            self.accepted,
+            self.distinct,
+            self.stored,
+            self.projected,
+            self.duplicated,
+            self.lost,
+        );
+    }
+}
+
+/// Waits until every consumer of the events stream has nothing pending and nothing unacknowledged.
+pub(crate) async fn wait_drained(jetstream: &jetstream::Context) {
+    wait_until("every consumer to drain", Duration::from_secs(45), || async {
+        let stream = jetstream.get_stream(STREAM).await.ok()?;
+        let names: Vec<String> = stream.consumer_names().try_collect().await.ok()?;
+        if names.is_empty() {
+            return None;
+        }
+        for name in names {
+            let mut consumer: jetstream::consumer::PullConsumer = stream.get_consumer(&name).await.ok()?;
+            let info = consumer.info().await.ok()?;
+            if info.num_pending > 0 || info.num_ack_pending > 0 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
+/// The key an event is projected under (what its query looks up).
+fn key_of(kind: EventKind, body: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(body).expect("the workload is strict JSON");
+    let key = match kind {
+        EventKind::WhatsappMessageStatus | EventKind::VmnMessageIn => &value["payload"]["id"],
+        EventKind::VoiceMessageOut => &value["mid"],
+        EventKind::SmsUnsubscription => return String::new(),
+        _ => &value["id"],
+    };
+    match key {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The raw JSON of every event the services hold for `kind` and `key`.
+async fn projected_bodies(services: &TestSystem, kind: EventKind, key: &str) -> Vec<String> {
+    match kind {
+        EventKind::SmsMessageStatus => {
+            let request = GetMessageRequest { id: key.to_owned() };
+            match services.sms().await.get_message(request).await {
+                Ok(message) => message.into_inner().history.into_iter().map(|event| event.raw_json).collect(),
+                Err(_) => Vec::new(),
+            }
+        }
+        EventKind::WhatsappMessageStatus => {
+            let request = GetOutboundMessageRequest { channel: "whatsapp".into(), id: key.to_owned() };
+            match services.chat().await.get_outbound_message(request).await {
+                Ok(message) => message.into_inner().history.into_iter().map(|event| event.raw_json).collect(),
+                Err(_) => Vec::new(),
+            }
+        }
+        EventKind::VoiceMessageOut => {
+            let request = GetCallRequest { mid: key.to_owned() };
+            services
+                .voice()
+                .await
+                .get_call(request)
+                .await
+                .map(|call| vec![call.into_inner().raw_json])
+                .unwrap_or_default()
+        }
+        EventKind::VmnMessageIn => {
+            let request = GetVmnRequest { id: key.to_owned() };
+            services
+                .interact()
+                .await
+                .get_message(request)
+                .await
+                .map(|message| vec![message.into_inner().raw_json])
+                .unwrap_or_default()
+        }
+        EventKind::ContactsSubscriberSubscription => {
+            let request =
+                ListContactVersionsRequest { id: key.to_owned(), page_size: PAGE, ..Default::default() };
+            match services.contacts().await.list_contact_versions(request).await {
+                Ok(versions) => {
+                    versions.into_inner().versions.into_iter().map(|version| version.raw_json).collect()
+                }
+                Err(_) => Vec::new(),
+            }
+        }
+        EventKind::SmsUnsubscription => {
+            let request = ListOptOutsRequest { page_size: PAGE, ..Default::default() };
+            let listed =
+                services.sms().await.list_opt_outs(request).await.expect("opt-outs list").into_inner();
+            listed.opt_outs.into_iter().map(|opt_out| opt_out.raw_json).collect()
+        }
+        other => panic!("the workload has no {other:?} events"),
+    }
+}
+
+/// Checks every accepted event against the stream and the projections, and fills in the summary.
+pub(crate) async fn verify(
+    scenario: &'static str,
+    finished: &Finished,
+    services: &TestSystem,
+    jetstream: &jetstream::Context,
+) -> Summary {
+    let counters = &finished.counters;
+    let mut summary = Summary {
+        scenario,
+        sent: finished.planned.len(),
+        attempts: counters.attempts.load(std::sync::atomic::Ordering::Relaxed),
+        refused: counters.refused.load(std::sync::atomic::Ordering::Relaxed),
+        ..Summary::default()
+    };
+    // Distinct accepted events, with every sequence the gateway answered for each.
+    let mut accepted: BTreeMap<(EventKind, &str), BTreeSet<u64>> = BTreeMap::new();
+    for (delivery, receipt) in finished.planned.iter().zip(&finished.receipts) {
+        let Some(receipt) = receipt else { continue };
+        summary.accepted += 1;
+        accepted.entry((delivery.kind, delivery.body.as_str())).or_default().insert(receipt.sequence);
+        debug_assert!(receipt.sequence > 0 || receipt.duplicate);
+    }
+    summary.distinct = accepted.len();
+
+    let subjects = Subjects::new("").expect("no prefix");
+    let stream = jetstream.get_stream(STREAM).await.expect("the events stream");
+    let mut lost = BTreeSet::new();
+    for ((kind, body), sequences) in &accepted {
+        assert_eq!(sequences.len(), 1, "one event answered with several sequences: {sequences:?} for {body}");
+        let sequence = *sequences.first().expect("one sequence");
+        match stream.get_raw_message(sequence).await {
+            Ok(message)
+                if message.subject.as_str() == subjects.event(*kind)
+                    && message.payload == body.as_bytes() =>
+            {
+                summary.stored += 1;
+            }
+            other => {
+                eprintln!("{scenario}: sequence {sequence} does not hold {body}: {other:?}");
+                lost.insert((*kind, *body));
+            }
+        }
+    }
+    let stored_in_stream = stream.get_info().await.expect("stream info").state.messages;
+    assert_eq!(
+        stored_in_stream as usize, summary.distinct,
+        "{scenario}: the stream holds exactly the distinct accepted events, each once"
+    );
+
+    let mut by_key: BTreeMap<(EventKind, String), Vec<&str>> = BTreeMap::new();
+    for (kind, body) in accepted.keys() {
+        by_key.entry((*kind, key_of(*kind, body))).or_default().push(body);
+    }
+    for ((kind, key), bodies) in &by_key {
+        let projected = projected_bodies(services, *kind, key).await;
+        for body in bodies {
+            match projected.iter().filter(|raw| raw.as_str() == *body).count() {
+                1 => summary.projected += 1,
+                0 => {
+                    eprintln!("{scenario}: {kind:?} {key} is missing {body}");
+                    lost.insert((*kind, *body));
+                }
+                _ => summary.duplicated += 1,
+            }
+        }
+    }
+    summary.lost = lost.len();
+
+    let mut dead_letters = jetstream.get_stream("SWITCHBOARD_DLQ").await.expect("dead-letter stream");
+    let dead = dead_letters.info().await.expect("dead-letter info").state.messages;
+    assert_eq!(dead, 0, "{scenario}: no accepted event is a dead letter");
+    summary
+}
+
+/// Every query answer the workload's keys and the list calls give, by name, as text: two systems
+/// with the same state give the same snapshot.
+pub(crate) async fn snapshot(services: &TestSystem, finished: &Finished) -> BTreeMap<String, String> {
+    let mut answers = BTreeMap::new();
+    let keys: BTreeSet<(EventKind, String)> = finished
+        .planned
+        .iter()
+        .map(|delivery| (delivery.kind, key_of(delivery.kind, &delivery.body)))
+        .collect();
+    for (kind, key) in keys {
+        let answer =
+            match kind {
+                EventKind::SmsMessageStatus => {
+                    format!(
+                        "{:?}",
+                        services
+                            .sms()
+                            .await
+                            .get_message(GetMessageRequest { id: key.clone() })
+                            .await
+                            .map(|r| r.into_inner())
+                    )
+                }
+                EventKind::WhatsappMessageStatus => format!(
+                    "{:?}",
+                    services
+                        .chat()
+                        .await
+                        .get_outbound_message(GetOutboundMessageRequest {
+                            channel: "whatsapp".into(),
+                            id: key.clone()
+                        })
+                        .await
+                        .map(|r| r.into_inner())
+                ),
+                EventKind::VoiceMessageOut => {
+                    format!(
+                        "{:?}",
+                        services
+                            .voice()
+                            .await
+                            .get_call(GetCallRequest { mid: key.clone() })
+                            .await
+                            .map(|r| r.into_inner())
+                    )
+                }
+                EventKind::VmnMessageIn => {
+                    format!(
+                        "{:?}",
+                        services
+                            .interact()
+                            .await
+                            .get_message(GetVmnRequest { id: key.clone() })
+                            .await
+                            .map(|r| r.into_inner())
+                    )
+                }
+                EventKind::ContactsSubscriberSubscription => {
+                    let lookup = Some(get_contact_request::Lookup::Id(key.clone()));
+                    let contact = services
+                        .contacts()
+                        .await
+                        .get_contact(GetContactRequest { lookup })
+                        .await
+                        .map(|r| contact_text(r.into_inner()));
+                    let request =
+                        ListContactVersionsRequest { id: key.clone(), page_size: PAGE, ..Default::default() };
+                    let versions =
+                        services.contacts().await.list_contact_versions(request).await.map(|r| {
+                            r.into_inner().versions.into_iter().map(contact_text).collect::<Vec<_>>()
+                        });
+                    format!("{contact:?} {versions:?}")
+                }
+                _ => continue,
+            };
+        answers.insert(format!("{kind:?} {key}"), strip_status_details(answer));
+    }
+    let sms = services
+        .sms()
+        .await
+        .list_messages(ListMessagesRequest { page_size: PAGE, ..Default::default() })
+        .await
+        .map(|r| r.into_inner());
+    answers.insert("sms list".into(), format!("{sms:?}"));
+    let opt_outs = services
+        .sms()
+        .await
+        .list_opt_outs(ListOptOutsRequest { page_size: PAGE, ..Default::default() })
+        .await
+        .map(|r| r.into_inner());
+    answers.insert("sms opt-outs".into(), format!("{opt_outs:?}"));
+    let chat = services
+        .chat()
+        .await
+        .list_outbound_messages(ListOutboundMessagesRequest { page_size: PAGE, ..Default::default() })
+        .await
+        .map(|r| r.into_inner());
+    answers.insert("chat list".into(), format!("{chat:?}"));
+    let calls = services
+        .voice()
+        .await
+        .list_calls(ListCallsRequest { page_size: PAGE, ..Default::default() })
+        .await
+        .map(|r| r.into_inner());
+    answers.insert("voice list".into(), format!("{calls:?}"));
+    let vmn = services
+        .interact()
+        .await
+        .list_messages(ListVmnRequest { page_size: PAGE, ..Default::default() })
+        .await
+        .map(|r| r.into_inner());
+    answers.insert("interact list".into(), format!("{vmn:?}"));
+    answers
+}
+
+/// A contact as text with its attributes in key order (a protobuf map has no order of its own).
+fn contact_text(mut contact: Contact) -> String {
+    let attributes: BTreeMap<String, String> = contact.attributes.drain().collect();
+    format!("{contact:?} attributes {attributes:?}")
+}
+
+/// A refused query's text carries transport details that differ between two servers; the code and
+/// message are what matter.
+fn strip_status_details(answer: String) -> String {
+    match answer.find("metadata:") {
+        Some(position) => answer[..position].to_owned(),
+        None => answer,
+    }
+}
+
+/// Compares two snapshots, naming the answers that differ.
+pub(crate) fn assert_same_state(
+    scenario: &str,
+    faulted: &BTreeMap<String, String>,
+    replayed: &BTreeMap<String, String>,
+) {
+    let differing: Vec<&String> = faulted
+        .keys()
+        .chain(replayed.keys())
+        .filter(|name| faulted.get(*name) != replayed.get(*name))
+        .collect();
+    if let Some(first) = differing.first() {
+        panic!(
+            "{scenario}: {} answers differ from a clean replay, e.g. {first}:\n  after the fault: {:?}\n  clean replay:    {:?}",
+            differing.len(),
+            faulted.get(*first),
+            replayed.get(*first)
+        );
+    }
+}
