@@ -31,7 +31,7 @@ use switchboard_runtime::Platform;
 use switchboard_runtime::config::{GatewayConfig, parse_network};
 use switchboard_runtime::dead_letter::DeadLetters;
 use switchboard_runtime::tokio_util::sync::CancellationToken;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
@@ -60,6 +60,33 @@ pub struct Peer(pub SocketAddr);
 
 impl Connected<IncomingStream<'_, TcpListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// Plain connections with TCP_NODELAY set: an answer is never held back waiting for the client's
+/// delayed ACK of an earlier segment.
+struct PlainListener(TcpListener);
+
+impl axum::serve::Listener for PlainListener {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        let (stream, address) = axum::serve::Listener::accept(&mut self.0).await;
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        (stream, address)
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+impl Connected<IncomingStream<'_, PlainListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
         Peer(*stream.remote_addr())
     }
 }
@@ -142,6 +169,7 @@ pub async fn serve(built: Built, listener: TcpListener, shutdown: CancellationTo
         }
         None => {
             tracing::info!(?address, "gateway listening");
+            let listener = PlainListener(listener);
             axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
         }
     }

@@ -63,7 +63,10 @@ impl TlsListener {
                     accepted = listener.accept() => accepted,
                 };
                 let (stream, peer) = match accepted {
-                    Ok(connection) => connection,
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        (stream, peer)
+                    }
                     Err(error) => {
                         // Out of file descriptors and the like: back off instead of spinning.
                         tracing::warn!(%error, "cannot accept a connection");
