@@ -14,7 +14,7 @@ use switchboard_proto::sms::watch_response::Change;
 use switchboard_tests::{TestSystem, system_token};
 
 use crate::stats::{Latencies, millis};
-use crate::workload;
+use crate::workload::{self, unlimited};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -25,6 +25,7 @@ pub(crate) struct Options {
 pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     let system = TestSystem::builder()
         .components(&[Component::Gateway, Component::Service(Product::Sms)])
+        .configure(unlimited)
         .start()
         .await?;
     let mut client = system.sms().await;

@@ -16,7 +16,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::stats::{LoadResult, print_load_table};
-use crate::workload;
+use crate::workload::{self, unlimited};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -35,6 +35,7 @@ enum Call {
 pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     let system = TestSystem::builder()
         .components(&[Component::Gateway, Component::Service(Product::Sms)])
+        .configure(unlimited)
         .start()
         .await?;
     load(&system, options.messages).await?;
