@@ -307,19 +307,24 @@ impl Reader<'_> {
             .get_stream(self.stream)
             .await
             .with_context(|| format!("no stream {} (has the gateway started?)", self.stream))?;
-        let filters: Vec<String> =
-            self.product.subject_roots().iter().map(|root| self.subjects.root_filter(root)).collect();
-        let mut reader = stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                description: Some(format!("switchboard rebuild {}", self.product)),
-                filter_subjects: filters,
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .context("creating the consumer that reads the stream")?;
-        // Everything stored when the rebuild starts; later events are the durable consumer's.
-        let total = reader.info().await.context("reading the consumer's pending count")?.num_pending;
+        // One consumer per subject root: a single filter subject works on every server version.
+        let mut readers = Vec::new();
+        let mut total = 0;
+        for root in self.product.subject_roots() {
+            let mut reader = stream
+                .create_consumer(consumer::pull::OrderedConfig {
+                    description: Some(format!("switchboard rebuild {}", self.product)),
+                    filter_subject: self.subjects.root_filter(root),
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    ..Default::default()
+                })
+                .await
+                .context("creating the consumer that reads the stream")?;
+            // Everything stored when the rebuild starts; later events are the durable consumer's.
+            let pending = reader.info().await.context("reading the consumer's pending count")?.num_pending;
+            total += pending;
+            readers.push((reader, pending));
+        }
         let progress = ProgressBar::new(total);
         if output.json {
             progress.set_draw_target(ProgressDrawTarget::hidden());
@@ -332,34 +337,36 @@ impl Reader<'_> {
         );
         progress.set_message(self.product.name());
         let mut tally = Tally::default();
-        if total == 0 {
-            progress.finish_and_clear();
-            return Ok(tally);
-        }
-        let messages = reader.messages().await.context("reading the stream")?;
-        let mut chunks =
-            messages.take(usize::try_from(total).unwrap_or(usize::MAX)).ready_chunks(batch.max(1));
-        while let Some(chunk) = chunks.next().await {
-            let mut items = Vec::with_capacity(chunk.len());
-            let mut sequences = Vec::with_capacity(chunk.len());
-            for message in chunk {
-                let message = message.map_err(|error| anyhow::anyhow!("reading the stream: {error}"))?;
-                let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
-                tally.events += 1;
-                tally.last_sequence = tally.last_sequence.max(sequence);
-                match self.delivery(&message, sequence).and_then(|delivery| projection.decode(&delivery)) {
-                    Ok(item) => {
-                        items.push(item);
-                        sequences.push(sequence);
-                    }
-                    Err(reason) => {
-                        tally.undecodable += 1;
-                        tally.skip(sequence, reason);
+        for (reader, pending) in readers {
+            if pending == 0 {
+                continue;
+            }
+            let messages = reader.messages().await.context("reading the stream")?;
+            let mut chunks =
+                messages.take(usize::try_from(pending).unwrap_or(usize::MAX)).ready_chunks(batch.max(1));
+            while let Some(chunk) = chunks.next().await {
+                let mut items = Vec::with_capacity(chunk.len());
+                let mut sequences = Vec::with_capacity(chunk.len());
+                for message in chunk {
+                    let message = message.map_err(|error| anyhow::anyhow!("reading the stream: {error}"))?;
+                    let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
+                    tally.events += 1;
+                    tally.last_sequence = tally.last_sequence.max(sequence);
+                    match self.delivery(&message, sequence).and_then(|delivery| projection.decode(&delivery))
+                    {
+                        Ok(item) => {
+                            items.push(item);
+                            sequences.push(sequence);
+                        }
+                        Err(reason) => {
+                            tally.undecodable += 1;
+                            tally.skip(sequence, reason);
+                        }
                     }
                 }
+                apply(projection, &items, &sequences, &mut tally).await?;
+                progress.set_position(tally.events);
             }
-            apply(projection, &items, &sequences, &mut tally).await?;
-            progress.set_position(tally.events);
         }
         progress.finish_and_clear();
         if tally.events < total {
