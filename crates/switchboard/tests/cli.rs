@@ -503,3 +503,65 @@ async fn rebuild_replays_the_stream_into_a_database_that_answers_like_the_live_o
     let again = run(&system, dir, &["rebuild", "sms", "--into", &rebuilt_path]).await;
     assert!(!again.success && again.stderr.contains("already exists"), "{}", again.stderr);
 }
+
+#[tokio::test]
+async fn rebuild_with_swap_moves_the_files_and_resumes_the_consumer_after_the_rebuilt_events() {
+    use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+    // The gateway alone: the sms service is stopped, as a swap requires.
+    let system = TestSystem::builder()
+        .components(&[switchboard::Component::Gateway])
+        .start()
+        .await
+        .expect("system starts");
+    let data = data_dir();
+    let dir = data.path();
+    let sent = run_ok(
+        &system,
+        dir,
+        &["send", "sms:message:status", "--gateway", &system.gateway_url, "--token", TEST_TOKEN, "--json"],
+    )
+    .await
+    .json();
+    let sequence = sent["seq"].as_u64().expect("a sequence");
+    // The stopped service's database and durable consumer, which has not read that event yet.
+    run_ok(&system, dir, &["migrate", "sms"]).await;
+    let jetstream = system.jetstream().await.expect("jetstream");
+    let stream = jetstream.get_stream(&system.config.nats.stream.name).await.expect("stream");
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some("sms".into()),
+            filter_subject: "sms.>".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+
+    let summary = run_ok(&system, dir, &["rebuild", "sms", "--swap", "--json"]).await.json();
+    assert_eq!(summary["applied"], 1, "{summary}");
+    assert_eq!(summary["swapped"], true);
+    assert_eq!(summary["consumers_reset"], serde_json::json!(["sms"]));
+    assert!(dir.join("sms.db.bak").exists(), "the old database is kept");
+    assert!(dir.join("sms.db").exists() && !dir.join("sms.db.rebuild").exists());
+
+    let mut consumer = stream.get_consumer::<pull::Config>("sms").await.expect("consumer recreated");
+    let info = consumer.info().await.expect("consumer info");
+    assert_eq!(info.config.deliver_policy, DeliverPolicy::ByStartSequence { start_sequence: sequence + 1 });
+    assert_eq!(info.num_pending, 0, "the rebuilt event is not delivered again");
+
+    // The swapped-in file is the rebuilt database: a service on it answers for the event.
+    let url = switchboard_runtime::Secret::new(format!("sqlite://{}?mode=rwc", dir.join("sms.db").display()));
+    let replica = TestSystem::builder()
+        .components(&[switchboard::Component::Service(switchboard_events::Product::Sms)])
+        .database(switchboard_events::Product::Sms, url)
+        .start()
+        .await
+        .expect("a service on the swapped database starts");
+    let (listed, _) = sms_answers(&replica).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].stream_sequence, sequence);
+
+    // A second swap would overwrite the backup: refused before anything is built.
+    let again = run(&system, dir, &["rebuild", "sms", "--swap"]).await;
+    assert!(!again.success && again.stderr.contains(".bak already exists"), "{}", again.stderr);
+    assert!(!dir.join("sms.db.rebuild").exists());
+}

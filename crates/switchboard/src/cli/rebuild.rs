@@ -110,6 +110,12 @@ pub async fn run(cli: &Cli, args: &RebuildArgs) -> anyhow::Result<()> {
     {
         anyhow::bail!("{} already exists: remove it or choose another --into", file.display());
     }
+    if args.swap
+        && let Some(live) = &live_file
+        && with_suffix(live, ".bak").exists()
+    {
+        anyhow::bail!("{}.bak already exists: remove it (an earlier backup) before swapping", live.display());
+    }
     if live_file.is_some() && live_file == target_file {
         anyhow::bail!("--into is the service's own database: rebuild into a new one");
     }
