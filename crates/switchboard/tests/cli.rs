@@ -399,3 +399,169 @@ async fn completions_and_help_are_generated() {
         assert!(String::from_utf8_lossy(&output.stdout).contains("Example"), "{command:?} has an example");
     }
 }
+
+fn sms_report(id: &str, status: &str, deliv_time: &str) -> String {
+    serde_json::json!({
+        "id": id, "mobile": "918921269123", "status": status, "credits": "1.0000", "units": 1,
+        "deliv_time": deliv_time, "sent_time": "2021-04-09 16:27:35", "submit_time": "2021-04-09 16:27:30",
+    })
+    .to_string()
+}
+
+/// Every message the service answers with, in list order, and each one as GetMessage returns it.
+async fn sms_answers(
+    system: &TestSystem,
+) -> (Vec<switchboard_proto::sms::Message>, Vec<switchboard_proto::sms::Message>) {
+    use switchboard_proto::sms::{GetMessageRequest, ListMessagesRequest};
+    let mut client = system.sms().await;
+    let listed = client
+        .list_messages(ListMessagesRequest { page_size: 100, ..Default::default() })
+        .await
+        .expect("list messages")
+        .into_inner()
+        .messages;
+    let mut got = Vec::new();
+    for message in &listed {
+        let request = GetMessageRequest { id: message.id.clone() };
+        got.push(client.get_message(request).await.expect("get message").into_inner());
+    }
+    (listed, got)
+}
+
+#[tokio::test]
+async fn rebuild_replays_the_stream_into_a_database_that_answers_like_the_live_one() {
+    use switchboard_events::{EventKind, Product};
+    let system = TestSystem::start().await.expect("system starts");
+    let data = data_dir();
+    let dir = data.path();
+
+    // Statuses out of order, a report published twice, another product's event, and a body the
+    // service cannot decode (dead-lettered in normal operation).
+    let reports = [
+        ("a:1", "DELIVRD", "2021-04-09 16:30:00"),
+        ("a:1", "SUBMITTED", "2021-04-09 16:28:00"),
+        ("b:1", "UNDELIV", "2021-04-09 16:29:00"),
+        ("b:1", "UNDELIV", "2021-04-09 16:29:00"),
+        ("c:1", "SUBMITTED", "2021-04-09 16:28:00"),
+    ];
+    // Each with the receive time the gateway would have stamped: the rebuild reads it as the live
+    // service did (an event without one gets the time it is applied).
+    for (index, (id, status, at)) in reports.into_iter().enumerate() {
+        let received = format!("2021-04-09T16:40:0{index}Z");
+        system.publish_direct(EventKind::SmsMessageStatus, sms_report(id, status, at), Some(&received)).await;
+    }
+    system
+        .post_ok(
+            "whatsapp:message:status",
+            switchboard_tests::fixture("events", "whatsapp.message.status.json"),
+        )
+        .await;
+    system.publish_direct(EventKind::SmsMessageStatus, "not json", None).await;
+    let last = system
+        .publish_direct(
+            EventKind::SmsMessageStatus,
+            sms_report("c:1", "DELIVRD", "2021-04-09 16:31:00"),
+            Some("2021-04-09T16:41:00Z"),
+        )
+        .await;
+
+    let live = wait_until("the live service to apply every report", WAIT, || async {
+        let (listed, got) = sms_answers(&system).await;
+        let done = got.len() == 3 && got.iter().any(|message| message.stream_sequence == last);
+        done.then_some((listed, got))
+    })
+    .await;
+
+    let rebuilt_file = dir.join("rebuilt").join("sms.db");
+    let rebuilt_path = rebuilt_file.display().to_string();
+    let summary = run_ok(&system, dir, &["rebuild", "sms", "--into", &rebuilt_path, "--json"]).await.json();
+    assert_eq!(summary["service"], "sms");
+    assert_eq!(summary["events"], 7, "{summary}");
+    assert_eq!(summary["applied"], 6, "{summary}");
+    assert_eq!(summary["undecodable"], 1, "{summary}");
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert_eq!(summary["last_sequence"], last);
+    assert_eq!(summary["swapped"], false);
+    assert!(rebuilt_file.exists());
+
+    // A second sms service, on a NATS of its own, serving the rebuilt database.
+    let url = switchboard_runtime::Secret::new(format!("sqlite://{rebuilt_path}?mode=rwc"));
+    let replica = TestSystem::builder()
+        .components(&[switchboard::Component::Service(Product::Sms)])
+        .database(Product::Sms, url)
+        .start()
+        .await
+        .expect("a service on the rebuilt database starts");
+    let rebuilt = sms_answers(&replica).await;
+    assert_eq!(rebuilt.0, live.0, "ListMessages differs");
+    assert_eq!(rebuilt.1, live.1, "GetMessage differs");
+    let statuses: Vec<(&str, &str)> =
+        rebuilt.1.iter().map(|message| (message.id.as_str(), message.status.as_str())).collect();
+    assert!(statuses.contains(&("a:1", "DELIVRD")) && statuses.contains(&("c:1", "DELIVRD")), "{statuses:?}");
+
+    // A second rebuild into the same file is refused rather than merged.
+    let again = run(&system, dir, &["rebuild", "sms", "--into", &rebuilt_path]).await;
+    assert!(!again.success && again.stderr.contains("already exists"), "{}", again.stderr);
+}
+
+#[tokio::test]
+async fn rebuild_with_swap_moves_the_files_and_resumes_the_consumer_after_the_rebuilt_events() {
+    use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+    // The gateway alone: the sms service is stopped, as a swap requires.
+    let system = TestSystem::builder()
+        .components(&[switchboard::Component::Gateway])
+        .start()
+        .await
+        .expect("system starts");
+    let data = data_dir();
+    let dir = data.path();
+    let sent = run_ok(
+        &system,
+        dir,
+        &["send", "sms:message:status", "--gateway", &system.gateway_url, "--token", TEST_TOKEN, "--json"],
+    )
+    .await
+    .json();
+    let sequence = sent["seq"].as_u64().expect("a sequence");
+    // The stopped service's database and durable consumer, which has not read that event yet.
+    run_ok(&system, dir, &["migrate", "sms"]).await;
+    let jetstream = system.jetstream().await.expect("jetstream");
+    let stream = jetstream.get_stream(&system.config.nats.stream.name).await.expect("stream");
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some("sms".into()),
+            filter_subject: "sms.>".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+
+    let summary = run_ok(&system, dir, &["rebuild", "sms", "--swap", "--json"]).await.json();
+    assert_eq!(summary["applied"], 1, "{summary}");
+    assert_eq!(summary["swapped"], true);
+    assert_eq!(summary["consumers_reset"], serde_json::json!(["sms"]));
+    assert!(dir.join("sms.db.bak").exists(), "the old database is kept");
+    assert!(dir.join("sms.db").exists() && !dir.join("sms.db.rebuild").exists());
+
+    let mut consumer = stream.get_consumer::<pull::Config>("sms").await.expect("consumer recreated");
+    let info = consumer.info().await.expect("consumer info");
+    assert_eq!(info.config.deliver_policy, DeliverPolicy::ByStartSequence { start_sequence: sequence + 1 });
+    assert_eq!(info.num_pending, 0, "the rebuilt event is not delivered again");
+
+    // The swapped-in file is the rebuilt database: a service on it answers for the event.
+    let url = switchboard_runtime::Secret::new(format!("sqlite://{}?mode=rwc", dir.join("sms.db").display()));
+    let replica = TestSystem::builder()
+        .components(&[switchboard::Component::Service(switchboard_events::Product::Sms)])
+        .database(switchboard_events::Product::Sms, url)
+        .start()
+        .await
+        .expect("a service on the swapped database starts");
+    let (listed, _) = sms_answers(&replica).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].stream_sequence, sequence);
+
+    // A second swap would overwrite the backup: refused before anything is built.
+    let again = run(&system, dir, &["rebuild", "sms", "--swap"]).await;
+    assert!(!again.success && again.stderr.contains(".bak already exists"), "{}", again.stderr);
+    assert!(!dir.join("sms.db.rebuild").exists());
+}

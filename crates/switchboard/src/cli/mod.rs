@@ -1,6 +1,6 @@
 //! The `switchboard` command line: running components (`up`, `gateway`, `sms`, …, `migrate`,
 //! `config`) and operating a running system (`send`, the per-service queries, `optout`, `status`,
-//! `dlq`, `tail`, `completions`).
+//! `dlq`, `tail`, `rebuild`, `completions`).
 //!
 //! Every operator command finds its endpoints the way `switchboard up` binds them: from the same
 //! configuration (file and `SWITCHBOARD_*` environment), with loopback in place of a wildcard listen
@@ -11,6 +11,7 @@ pub mod dlq;
 pub mod examples;
 pub mod output;
 pub mod query;
+pub mod rebuild;
 pub mod send;
 pub mod status;
 pub mod tail;
@@ -103,6 +104,11 @@ pub enum Command {
         after_help = "Examples:\n  switchboard tail\n  switchboard tail 'sms.>'\n  switchboard tail 'whatsapp.message.*' --grep 919876543210"
     )]
     Tail(tail::TailArgs),
+    /// Rebuild a service's tables from the event stream into a new database, then swap it in.
+    #[command(
+        after_help = "Examples:\n  switchboard rebuild sms                          (into <sms database file>.rebuild; prints the swap steps)\n  switchboard rebuild sms --swap                   (with the sms service stopped: rebuild and swap in)\n  switchboard rebuild chat --into postgres://switchboard@db/chat_rebuilt\n  switchboard rebuild voice --into /var/lib/switchboard/voice.new.db --json"
+    )]
+    Rebuild(rebuild::RebuildArgs),
     /// Apply database migrations and exit (for a Kubernetes Job before a rollout).
     #[command(after_help = "Example:\n  switchboard migrate sms")]
     Migrate {
@@ -218,6 +224,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => status::run(&operator(&cli)?, args).await,
         Command::Dlq(command) => dlq::run(&operator(&cli)?, command).await,
         Command::Tail(args) => tail::run(&operator(&cli)?, args).await,
+        Command::Rebuild(args) => rebuild::run(&cli, args).await,
         Command::Migrate { services } => components::migrate(&cli, services).await,
         Command::Config(command) => components::config(&cli, command),
         Command::Completions { shell } => {

@@ -1,0 +1,567 @@
+//! `switchboard rebuild <service>`: a service's tables rebuilt from the event stream into a fresh
+//! database, with the service's own migrations and projection.
+//!
+//! The events are read from the start of the stream by an ephemeral ordered consumer (the service's
+//! durable consumer is not touched while reading), up to the last event stored when the rebuild
+//! started: sequence `S`. Events that do not decode are counted and skipped, as the service would
+//! dead-letter them. The rebuilt database then holds the state events `1..=S` describe.
+//!
+//! Swapping it in happens with the service stopped: `--swap` (SQLite) moves the files and recreates
+//! the service's durable consumers to deliver from `S + 1`, since events after `S` may have been
+//! acknowledged into the old database while the rebuild ran and must reach the new one. Otherwise
+//! the steps are printed. Events a consumer delivers again are harmless: projections are
+//! idempotent and independent of order.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer};
+use clap::Args;
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use switchboard_events::{Product, Subjects, headers};
+use switchboard_runtime::changes::ChangeFeed;
+use switchboard_runtime::config::Config;
+use switchboard_runtime::consumer::{ApplyError, Delivery, Projection};
+use switchboard_runtime::nats;
+use switchboard_runtime::secret::Secret;
+use switchboard_runtime::tokio_util::sync::CancellationToken;
+use switchboard_store::{Database, MigrationFiles, PoolSettings};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{Cli, Output};
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// The service whose tables to rebuild: sms, chat, voice, interact or contacts.
+    service: String,
+    /// Where to build: a database URL (`sqlite://…` or `postgres://…`, an empty database) or a
+    /// SQLite file path that does not exist yet. Default: `<configured SQLite file>.rebuild`.
+    #[arg(long, value_name = "URL|PATH")]
+    into: Option<String>,
+    /// Then move the configured SQLite file aside (`.bak`), move the rebuilt one in its place and
+    /// reset the service's durable consumers. The service must be stopped.
+    #[arg(long)]
+    swap: bool,
+    /// Events applied per transaction.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+}
+
+/// What a rebuild did, as printed with `--json`.
+#[derive(Debug, Serialize)]
+struct Summary {
+    service: &'static str,
+    /// The rebuilt database (credentials redacted).
+    database: String,
+    /// Events read from the stream.
+    events: u64,
+    /// Events applied to the new database.
+    applied: u64,
+    /// Events that could not be decoded (the service dead-letters these).
+    undecodable: u64,
+    /// Events the projection refused even alone.
+    failed: u64,
+    /// A few of the reasons, first ones first.
+    reasons: Vec<String>,
+    /// The last stream sequence read: the rebuilt database holds every event up to it.
+    last_sequence: u64,
+    seconds: f64,
+    swapped: bool,
+    consumers_reset: Vec<String>,
+    /// What remains for the operator.
+    next_steps: Vec<String>,
+}
+
+const KEPT_REASONS: usize = 10;
+
+pub async fn run(cli: &Cli, args: &RebuildArgs) -> anyhow::Result<()> {
+    let product = Product::from_name(&args.service)
+        .filter(|product| crate::implemented_services().contains(product))
+        .with_context(|| format!("unknown service {:?}", args.service))?;
+    let output = Output::new(cli.json);
+    let config = Config::load_sections(cli.config.as_deref(), Some(&["nats", "storage", product.name()]))
+        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let service = config.service(product);
+    let live = service.database_url(product, &config.storage.data_dir);
+    let live_file = sqlite_path(live.expose());
+    let target = match &args.into {
+        Some(into) => target_url(into),
+        None => {
+            let live_file = live_file.as_ref().context(
+                "the service's database is not SQLite: give the database to build into with --into <url>",
+            )?;
+            let mut name = live_file.clone().into_os_string();
+            name.push(".rebuild");
+            target_url(&PathBuf::from(name).display().to_string())
+        }
+    };
+    let target_file = sqlite_path(&target);
+    if args.swap && (live_file.is_none() || target_file.is_none()) {
+        anyhow::bail!(
+            "--swap moves SQLite files: for PostgreSQL, run without it and follow the printed steps"
+        );
+    }
+    if let Some(file) = &target_file
+        && file.exists()
+    {
+        anyhow::bail!("{} already exists: remove it or choose another --into", file.display());
+    }
+    if args.swap
+        && let Some(live) = &live_file
+        && with_suffix(live, ".bak").exists()
+    {
+        anyhow::bail!("{}.bak already exists: remove it (an earlier backup) before swapping", live.display());
+    }
+    if live_file.is_some() && live_file == target_file {
+        anyhow::bail!("--into is the service's own database: rebuild into a new one");
+    }
+
+    let client = tokio::time::timeout(config.nats.connect_timeout, nats::connect_once(&config.nats, "cli"))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!("timed out connecting to NATS at {}", nats::redacted_url(&config.nats.url))
+        })??;
+    let jetstream = nats::jetstream(client.clone(), &config.nats);
+    let subjects = config.nats.subjects();
+    let stop = CancellationToken::new();
+    // Changes are announced on a subject of their own, so the live service's watchers see nothing.
+    let changes =
+        ChangeFeed::start(client.clone(), format!("{}.rebuild", subjects.changes(product)), stop.clone())
+            .await
+            .map_err(|error| anyhow::anyhow!("change feed: {error}"))?;
+    let settings = PoolSettings { max_connections: 2, acquire_timeout: service.acquire_timeout };
+    let target_secret = Secret::new(target.clone());
+    let open = |migrations: &'static [MigrationFiles]| {
+        let url = target_secret.clone();
+        async move {
+            Database::open(&url, settings, migrations).await.context("creating the database to rebuild into")
+        }
+    };
+    let zone = config.storage.provider_timezone;
+    let reader =
+        Reader { jetstream: &jetstream, subjects: &subjects, stream: &config.nats.stream.name, product };
+    let started = Instant::now();
+    let (database, tally) = match product {
+        Product::Sms => {
+            let database = open(switchboard_sms::store::MIGRATIONS).await?;
+            let projection = switchboard_sms::consumer::SmsProjection { database, changes, zone };
+            (projection.database.clone(), reader.replay(&projection, args.batch, &output).await?)
+        }
+        Product::Chat => {
+            let database = open(switchboard_chat::store::MIGRATIONS).await?;
+            let projection = switchboard_chat::consumer::ChatProjection { database, changes, zone };
+            (projection.database.clone(), reader.replay(&projection, args.batch, &output).await?)
+        }
+        Product::Voice => {
+            let database = open(switchboard_voice::store::MIGRATIONS).await?;
+            let projection = switchboard_voice::consumer::VoiceProjection { database, changes, zone };
+            (projection.database.clone(), reader.replay(&projection, args.batch, &output).await?)
+        }
+        Product::Interact => {
+            let database = open(switchboard_interact::store::MIGRATIONS).await?;
+            let projection = switchboard_interact::consumer::InteractProjection { database, changes, zone };
+            (projection.database.clone(), reader.replay(&projection, args.batch, &output).await?)
+        }
+        Product::Contacts => {
+            let database = open(switchboard_contacts::store::MIGRATIONS).await?;
+            let projection = switchboard_contacts::consumer::ContactsProjection { database, changes, zone };
+            (projection.database.clone(), reader.replay(&projection, args.batch, &output).await?)
+        }
+    };
+    // Closing checkpoints SQLite's write-ahead log into the file, so the file alone is the database.
+    database.close().await;
+    stop.cancel();
+    let seconds = started.elapsed().as_secs_f64();
+
+    let mut swapped = false;
+    if args.swap
+        && let (Some(live_file), Some(target_file)) = (&live_file, &target_file)
+    {
+        swap_files(live_file, target_file)?;
+        swapped = true;
+    }
+    let consumers_reset = if swapped {
+        reset_consumers(&jetstream, &config.nats.stream.name, product, tally.last_sequence).await?
+    } else {
+        Vec::new()
+    };
+    let next_steps = next_steps(product, &live_file, &target, swapped, &config.nats.stream.name);
+    let summary = Summary {
+        service: product.name(),
+        database: nats::redacted_url(&target),
+        events: tally.events,
+        applied: tally.applied,
+        undecodable: tally.undecodable,
+        failed: tally.failed,
+        reasons: tally.reasons,
+        last_sequence: tally.last_sequence,
+        seconds,
+        swapped,
+        consumers_reset,
+        next_steps,
+    };
+    print(&output, &summary)
+}
+
+fn print(output: &Output, summary: &Summary) -> anyhow::Result<()> {
+    if output.json {
+        return output.print_json(&serde_json::to_value(summary)?);
+    }
+    output.print_line(format!(
+        "rebuilt {} into {}: {} events read up to stream sequence {}, {} applied, {} undecodable, {} failed, in {:.1}s",
+        summary.service,
+        summary.database,
+        summary.events,
+        summary.last_sequence,
+        summary.applied,
+        summary.undecodable,
+        summary.failed,
+        summary.seconds
+    ))?;
+    for reason in &summary.reasons {
+        output.print_line(format!("  skipped: {reason}"))?;
+    }
+    if summary.swapped {
+        output.print_line("swapped: the rebuilt database is in place; the old one is kept as .bak")?;
+    }
+    for name in &summary.consumers_reset {
+        output.print_line(format!(
+            "consumer {name} now delivers from stream sequence {}",
+            summary.last_sequence + 1
+        ))?;
+    }
+    if !summary.next_steps.is_empty() {
+        output.print_line("next:")?;
+        for (index, step) in summary.next_steps.iter().enumerate() {
+            output.print_line(format!("  {}. {step}", index + 1))?;
+        }
+    }
+    Ok(())
+}
+
+/// The SQLite file a URL names, if it is a SQLite URL.
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+/// `--into` as a database URL: a plain path is a SQLite file, created on open.
+fn target_url(into: &str) -> String {
+    let url = if into.contains("://") || into.starts_with("sqlite:") {
+        into.to_owned()
+    } else {
+        format!("sqlite://{into}")
+    };
+    if sqlite_path(&url).is_some() && !url.contains("mode=") {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}mode=rwc")
+    } else {
+        url
+    }
+}
+
+/// The durable consumers a service runs, one per subject root (see each service's `lib.rs`).
+fn durable_names(product: Product) -> Vec<String> {
+    let roots = product.subject_roots();
+    if roots.len() == 1 {
+        vec![product.name().to_owned()]
+    } else {
+        roots.iter().map(|root| format!("{}-{root}", product.name())).collect()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    events: u64,
+    applied: u64,
+    undecodable: u64,
+    failed: u64,
+    reasons: Vec<String>,
+    last_sequence: u64,
+}
+
+impl Tally {
+    fn skip(&mut self, sequence: u64, reason: String) {
+        if self.reasons.len() < KEPT_REASONS {
+            self.reasons.push(format!("#{sequence}: {reason}"));
+        }
+    }
+}
+
+struct Reader<'a> {
+    jetstream: &'a jetstream::Context,
+    subjects: &'a Subjects,
+    stream: &'a str,
+    product: Product,
+}
+
+impl Reader<'_> {
+    /// Reads every event of the product's subjects stored so far and applies them in batches.
+    async fn replay<P: Projection>(
+        &self,
+        projection: &P,
+        batch: usize,
+        output: &Output,
+    ) -> anyhow::Result<Tally> {
+        let stream = self
+            .jetstream
+            .get_stream(self.stream)
+            .await
+            .with_context(|| format!("no stream {} (has the gateway started?)", self.stream))?;
+        // One consumer per subject root: a single filter subject works on every server version.
+        let mut readers = Vec::new();
+        let mut total = 0;
+        for root in self.product.subject_roots() {
+            let mut reader = stream
+                .create_consumer(consumer::pull::OrderedConfig {
+                    description: Some(format!("switchboard rebuild {}", self.product)),
+                    filter_subject: self.subjects.root_filter(root),
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    ..Default::default()
+                })
+                .await
+                .context("creating the consumer that reads the stream")?;
+            // Everything stored when the rebuild starts; later events are the durable consumer's.
+            let pending = reader.info().await.context("reading the consumer's pending count")?.num_pending;
+            total += pending;
+            readers.push((reader, pending));
+        }
+        let progress = ProgressBar::new(total);
+        if output.json {
+            progress.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        progress.set_style(
+            ProgressStyle::with_template(
+                "rebuilding {msg} {bar:40} {human_pos}/{human_len} {per_sec} elapsed {elapsed} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        progress.set_message(self.product.name());
+        let mut tally = Tally::default();
+        for (reader, pending) in readers {
+            if pending == 0 {
+                continue;
+            }
+            let messages = reader.messages().await.context("reading the stream")?;
+            let mut chunks =
+                messages.take(usize::try_from(pending).unwrap_or(usize::MAX)).ready_chunks(batch.max(1));
+            while let Some(chunk) = chunks.next().await {
+                let mut items = Vec::with_capacity(chunk.len());
+                let mut sequences = Vec::with_capacity(chunk.len());
+                for message in chunk {
+                    let message = message.map_err(|error| anyhow::anyhow!("reading the stream: {error}"))?;
+                    let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
+                    tally.events += 1;
+                    tally.last_sequence = tally.last_sequence.max(sequence);
+                    match self.delivery(&message, sequence).and_then(|delivery| projection.decode(&delivery))
+                    {
+                        Ok(item) => {
+                            items.push(item);
+                            sequences.push(sequence);
+                        }
+                        Err(reason) => {
+                            tally.undecodable += 1;
+                            tally.skip(sequence, reason);
+                        }
+                    }
+                }
+                apply(projection, &items, &sequences, &mut tally).await?;
+                progress.set_position(tally.events);
+            }
+        }
+        progress.finish_and_clear();
+        if tally.events < total {
+            anyhow::bail!("the stream ended after {} of {total} events", tally.events);
+        }
+        Ok(tally)
+    }
+
+    fn delivery(&self, message: &jetstream::Message, sequence: u64) -> Result<Delivery, String> {
+        let subject = message.subject.to_string();
+        let kind = self
+            .subjects
+            .event_kind(&subject)
+            .ok_or_else(|| format!("{subject} is not the subject of a known event"))?;
+        // As the consumer loop reads it: when the gateway received the event.
+        let received_at = message
+            .headers
+            .as_ref()
+            .and_then(|map| map.get(headers::RECEIVED_AT))
+            .and_then(|value| OffsetDateTime::parse(value.as_str(), &Rfc3339).ok())
+            .map(switchboard_events::value::unix_micros)
+            .unwrap_or_else(|| switchboard_events::value::unix_micros(OffsetDateTime::now_utc()));
+        Ok(Delivery {
+            kind,
+            subject,
+            stream_sequence: sequence,
+            delivered: 1,
+            received_at,
+            body: message.payload.clone(),
+            headers: message.headers.clone(),
+        })
+    }
+}
+
+/// Applies a batch in one transaction; when that fails, event by event, counting the ones that fail
+/// alone. An unavailable store is retried for a while, then the rebuild stops.
+async fn apply<P: Projection>(
+    projection: &P,
+    items: &[P::Item],
+    sequences: &[u64],
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    match apply_retrying(projection, items).await {
+        Ok(()) => {
+            tally.applied += items.len() as u64;
+            return Ok(());
+        }
+        Err(ApplyError::Unavailable(error)) => anyhow::bail!("the new database is unavailable: {error}"),
+        Err(ApplyError::Failed(_)) => {}
+    }
+    for (item, &sequence) in items.iter().zip(sequences) {
+        match apply_retrying(projection, std::slice::from_ref(item)).await {
+            Ok(()) => tally.applied += 1,
+            Err(ApplyError::Unavailable(error)) => anyhow::bail!("the new database is unavailable: {error}"),
+            Err(ApplyError::Failed(reason)) => {
+                tally.failed += 1;
+                tally.skip(sequence, reason);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn apply_retrying<P: Projection>(projection: &P, items: &[P::Item]) -> Result<(), ApplyError> {
+    let mut delay = Duration::from_millis(100);
+    for _ in 0..6 {
+        match projection.apply(items).await {
+            Err(ApplyError::Unavailable(_)) => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            outcome => return outcome,
+        }
+    }
+    projection.apply(items).await
+}
+
+/// SQLite's companions of a database file (present while it is open, or after a crash).
+const COMPANIONS: [&str; 3] = ["", "-wal", "-shm"];
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Moves `live` (and its `-wal`/`-shm`) to `live.bak`, then `rebuilt` to `live`.
+fn swap_files(live: &Path, rebuilt: &Path) -> anyhow::Result<()> {
+    let backup = with_suffix(live, ".bak");
+    if backup.exists() {
+        anyhow::bail!("{} already exists: remove it (an earlier backup) before swapping", backup.display());
+    }
+    for companion in COMPANIONS {
+        let from = with_suffix(live, companion);
+        if from.exists() {
+            let to = with_suffix(&backup, companion);
+            std::fs::rename(&from, &to)
+                .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+        }
+    }
+    for companion in COMPANIONS {
+        let from = with_suffix(rebuilt, companion);
+        if from.exists() {
+            let to = with_suffix(live, companion);
+            std::fs::rename(&from, &to)
+                .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Recreates the service's durable consumers, with their settings, to deliver from `last + 1`.
+/// A consumer that does not exist is left to the service, which creates it from the start of the
+/// stream.
+async fn reset_consumers(
+    jetstream: &jetstream::Context,
+    stream: &str,
+    product: Product,
+    last: u64,
+) -> anyhow::Result<Vec<String>> {
+    let stream = jetstream.get_stream(stream).await.with_context(|| format!("no stream {stream}"))?;
+    let mut reset = Vec::new();
+    for name in durable_names(product) {
+        let Ok(existing) = stream.get_consumer::<consumer::pull::Config>(&name).await else {
+            continue;
+        };
+        let mut config = existing.cached_info().config.clone();
+        config.deliver_policy = consumer::DeliverPolicy::ByStartSequence { start_sequence: last + 1 };
+        stream.delete_consumer(&name).await.with_context(|| format!("deleting consumer {name}"))?;
+        stream.create_consumer(config).await.with_context(|| format!("recreating consumer {name}"))?;
+        reset.push(name);
+    }
+    Ok(reset)
+}
+
+fn next_steps(
+    product: Product,
+    live_file: &Option<PathBuf>,
+    target: &str,
+    swapped: bool,
+    stream: &str,
+) -> Vec<String> {
+    let mut steps = Vec::new();
+    if swapped {
+        steps.push(format!("start the {product} service"));
+        return steps;
+    }
+    steps.push(format!("stop the {product} service (every replica)"));
+    match (live_file, sqlite_path(target)) {
+        (Some(live), Some(rebuilt)) => {
+            steps.push(format!(
+                "mv {} {}   (and its -wal and -shm files, if any)",
+                live.display(),
+                with_suffix(live, ".bak").display()
+            ));
+            steps.push(format!("mv {} {}", rebuilt.display(), live.display()));
+        }
+        _ => steps.push(format!(
+            "set [{product}] database_url to {} (or SWITCHBOARD_{}__DATABASE_URL)",
+            nats::redacted_url(target),
+            product.name().to_uppercase()
+        )),
+    }
+    let removals: Vec<String> =
+        durable_names(product).iter().map(|name| format!("nats consumer rm {stream} {name} -f")).collect();
+    steps.push(format!(
+        "only if the service ran while this rebuild read the stream: {}   (it then re-reads the stream from the start; events applied twice are harmless)",
+        removals.join("; ")
+    ));
+    steps.push(format!("start the {product} service"));
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_database_urls() {
+        assert_eq!(target_url("/var/lib/sb/sms.db.new"), "sqlite:///var/lib/sb/sms.db.new?mode=rwc");
+        assert_eq!(target_url("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db?mode=rwc");
+        assert_eq!(target_url("sqlite:///tmp/a.db?mode=rwc"), "sqlite:///tmp/a.db?mode=rwc");
+        assert_eq!(target_url("postgres://sb@db/sms_new"), "postgres://sb@db/sms_new");
+        assert_eq!(sqlite_path("sqlite:///tmp/a.db?mode=rwc"), Some(PathBuf::from("/tmp/a.db")));
+        assert_eq!(sqlite_path("postgres://db/x"), None);
+        assert_eq!(durable_names(Product::Chat), ["chat-whatsapp", "chat-rcs"]);
+        assert_eq!(durable_names(Product::Interact), ["interact"]);
+    }
+}
