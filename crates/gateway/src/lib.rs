@@ -22,8 +22,9 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::serve::IncomingStream;
@@ -151,9 +152,19 @@ pub async fn serve(built: Built, listener: TcpListener, shutdown: CancellationTo
 
 async fn event_in_path(
     State(state): State<AppState>,
-    Path(event): Path<String>,
+    event: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Response {
+    // `get` routes answer HEAD too; a HEAD must not deliver anything.
+    if request.method() == Method::HEAD {
+        return Refusal::MethodNotAllowed.into_response(&request_id(request.headers()));
+    }
+    // A name that does not decode to UTF-8 is an unknown event like any other (404, after
+    // authentication), not the router's plain-text 400.
+    let event = match event {
+        Ok(Path(event)) => event,
+        Err(_) => request.uri().path().rsplit('/').next().unwrap_or_default().to_owned(),
+    };
     handle(state, Some(event), request).await
 }
 

@@ -165,7 +165,8 @@ pub(super) fn corpus() -> Vec<Case> {
             "{\"id\":\"utf16\"}".encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<u8>>(),
         )
         .expect(422, DeadLetter),
-        post("number out of range", r#"{"id":"big","n":1e999999}"#).expect(422, DeadLetter),
+        // Valid JSON grammar; a reader chooses how to hold it.
+        post("number out of range", r#"{"id":"big","n":1e999999}"#),
         post("duplicate event key", r#"{"event":"sms:message:status","event":"sms:message:status"}"#)
             .expect(422, DeadLetter),
         // JSON that is not an object.
@@ -255,7 +256,10 @@ pub(super) fn corpus() -> Vec<Case> {
         post("OPTIONS", "").method("OPTIONS").expect(405, Nothing),
         post("TRACE", "").method("TRACE").expect(405, Nothing),
         post("made-up method", "").method("FROB").expect(405, Nothing),
-        post("HEAD with a query", "").method("HEAD").to(format!("{SMS}?id=head")).expect(405, Nothing),
+        post("HEAD with a query", r#"{"id":"head"}"#)
+            .method("HEAD")
+            .to(format!("{SMS}?id=head"))
+            .expect(405, Nothing),
         post("GET on /v1/events", "").method("GET").to("/v1/events").expect(405, Nothing),
         post("PUT", r#"{"id":"put"}"#).method("PUT"),
         post("GET with a query", "").method("GET").to(format!("{SMS}?id=get1&status=DELIVRD")),
@@ -377,7 +381,8 @@ pub(super) fn corpus() -> Vec<Case> {
             .framing(Framing::AsGiven)
             .header("transfer-encoding", "chunked")
             .header("content-length", "14")
-            .expect(400, Nothing),
+            // Chunked wins over the length (RFC 9112 6.3); the body is then what the chunks hold.
+            .expect(422, DeadLetter),
         post("length not a number", "{}")
             .framing(Framing::AsGiven)
             .header("content-length", "ten")
