@@ -101,8 +101,8 @@ async fn hostile_corpus_gets_its_expected_answers_and_nothing_else_is_kept() {
             "event stream: {} stored, {} expected; unexpected {:?}, missing {:?}",
             in_stream.len(),
             stored.len(),
-            in_stream.difference(&stored).collect::<Vec<_>>(),
-            stored.difference(&in_stream).collect::<Vec<_>>()
+            named(&corpus, in_stream.difference(&stored)),
+            named(&corpus, stored.difference(&in_stream))
         ));
     }
     if in_dead_letters != dead_lettered {
@@ -110,8 +110,8 @@ async fn hostile_corpus_gets_its_expected_answers_and_nothing_else_is_kept() {
             "dead letters: {} kept, {} expected; unexpected {:?}, missing {:?}",
             in_dead_letters.len(),
             dead_lettered.len(),
-            in_dead_letters.difference(&dead_lettered).collect::<Vec<_>>(),
-            dead_lettered.difference(&in_dead_letters).collect::<Vec<_>>()
+            named(&corpus, in_dead_letters.difference(&dead_lettered)),
+            named(&corpus, dead_lettered.difference(&in_dead_letters))
         ));
     }
     println!(
@@ -123,6 +123,16 @@ async fn hostile_corpus_gets_its_expected_answers_and_nothing_else_is_kept() {
     );
     assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
     system.stop().await.expect("clean stop");
+}
+
+/// The names of the cases sent with these request ids.
+fn named<'a>(corpus: &[Case], request_ids: impl Iterator<Item = &'a String>) -> Vec<String> {
+    request_ids
+        .map(|id| {
+            let index = id.trim_start_matches("hostile-").parse::<usize>().ok();
+            index.and_then(|index| corpus.get(index)).map_or_else(|| id.clone(), |case| case.name.to_owned())
+        })
+        .collect()
 }
 
 /// What is wrong with an answer, if anything.

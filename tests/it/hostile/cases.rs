@@ -244,7 +244,7 @@ pub(super) fn corpus() -> Vec<Case> {
             .content_type(Some(b"application/json; charset=utf-8")),
         post("vendor json type", r#"{"id":"vendor"}"#).content_type(Some(b"application/vnd.provider+json")),
         post("form", "id=form1&status=DELIVRD").content_type(Some(b"application/x-www-form-urlencoded")),
-        post("empty form", "")
+        post("empty form", "&")
             .content_type(Some(b"application/x-www-form-urlencoded"))
             .expect(400, DeadLetter),
         post("form of only separators", "&&&")
