@@ -91,7 +91,7 @@ async fn hostile_corpus_gets_its_expected_answers_and_nothing_else_is_kept() {
     // A head that never ends holds its connection (no header read timeout yet) but no request
     // permit: the corpus above was served meanwhile. Reported, not asserted.
     let answer = slow_headers.await.expect("slow client task");
-    println!("stalled request head: {answer:?}");
+    tracing::info!(answer = %answer, "stalled request head");
 
     let jetstream = system.jetstream().await.expect("jetstream");
     let in_stream = request_ids(&jetstream, &system.config.nats.stream.name).await;
@@ -114,7 +114,7 @@ async fn hostile_corpus_gets_its_expected_answers_and_nothing_else_is_kept() {
             named(&corpus, dead_lettered.difference(&in_dead_letters))
         ));
     }
-    println!(
+    tracing::info!(
         "hostile corpus: {} cases, {} stored, {} dead-lettered, {} mismatches",
         corpus.len(),
         stored.len(),
