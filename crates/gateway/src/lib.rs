@@ -11,6 +11,7 @@ pub mod answer;
 pub mod auth;
 pub mod convert;
 pub mod fuzzing;
+pub mod idle;
 pub mod ingest;
 pub mod publish;
 pub mod rate;
@@ -38,6 +39,7 @@ use tracing::Instrument as _;
 
 use crate::answer::Refusal;
 use crate::auth::{Authenticator, TrustedProxies};
+use crate::idle::PlainListener;
 use crate::ingest::{Delivery, Gateway, Limits, Outcome};
 use crate::publish::Publisher;
 use crate::rate::RateLimits;
@@ -59,8 +61,8 @@ struct AppState {
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
 
-impl Connected<IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+impl Connected<IncomingStream<'_, PlainListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
         Peer(*stream.remote_addr())
     }
 }
@@ -143,7 +145,9 @@ pub async fn serve(built: Built, listener: TcpListener, shutdown: CancellationTo
         }
         None => {
             tracing::info!(?address, "gateway listening");
-            axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+            axum::serve(PlainListener(listener), service)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await?;
         }
     }
     tracing::info!("gateway stopped");
