@@ -9,6 +9,7 @@ mod gateway_auth;
 mod gateway_faults;
 mod gateway_routes;
 mod gateway_tls;
+mod hostile;
 mod interact;
 mod metrics;
 mod projections;

@@ -188,7 +188,11 @@ impl Gateway {
     ) -> Refusal {
         let intended = match (rejection.event, path_event) {
             (Some(kind), _) => kind.subject_suffix().to_owned(),
-            (None, Some(name)) => event_to_subject("", name).unwrap_or_else(|_| "invalid".to_owned()),
+            // The caller chose this name: a long one would exceed NATS's subject limits.
+            (None, Some(name)) => event_to_subject("", name)
+                .ok()
+                .filter(|subject| subject.len() <= MAX_INTENDED_SUBJECT_BYTES)
+                .unwrap_or_else(|| "invalid".to_owned()),
             (None, None) => "unknown".to_owned(),
         };
         let mut header_map = async_nats::HeaderMap::new();
@@ -219,6 +223,9 @@ impl Gateway {
         }
     }
 }
+
+/// The longest subject suffix derived from an unknown event name for a dead letter.
+const MAX_INTENDED_SUBJECT_BYTES: usize = 128;
 
 /// Reads at most `limit` bytes; a declared or actual larger body is 413.
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Refusal> {
@@ -303,8 +310,20 @@ pub fn prepare(
         }
     };
     let json: &[u8] = converted.as_ref().map_or(raw.as_ref(), |(json, _)| json.as_ref());
+    // JSON is UTF-8; the probe below skips the fields it does not read without checking them.
+    if std::str::from_utf8(json).is_err() {
+        return Err(Rejection::new(path_kind, Refusal::Unprocessable("the body is not UTF-8".to_owned())));
+    }
     let normalized = tolerant::normalize(json, limits.max_json_depth)
         .map_err(|error| Rejection::new(path_kind, Refusal::Unprocessable(error.to_string())))?;
+    // The probe would read an array as a struct (its first element as `event`).
+    let opens_object = normalized.body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{');
+    if !opens_object && !normalized.body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Rejection::new(
+            path_kind,
+            Refusal::Unprocessable("the body must be a JSON object".to_owned()),
+        ));
+    }
     let probe: Probe = tolerant::from_normalized(&normalized.body).map_err(|error| {
         let reason = match error {
             JsonError::Shape { .. } => "the body must be a JSON object".to_owned(),
@@ -371,7 +390,9 @@ fn body_kind(headers: &HeaderMap, body: &[u8]) -> Result<BodyKind, Refusal> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(BodyKind::Json);
     };
-    let text = value.to_str().unwrap_or_default();
+    let Ok(text) = value.to_str() else {
+        return Err(Refusal::UnsupportedMediaType(String::from_utf8_lossy(value.as_bytes()).into_owned()));
+    };
     let essence = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     let json_type = essence == "application/json"
         || essence.ends_with("+json")

@@ -11,6 +11,7 @@ pub mod answer;
 pub mod auth;
 pub mod convert;
 pub mod fuzzing;
+pub mod idle;
 pub mod ingest;
 pub mod publish;
 pub mod rate;
@@ -22,8 +23,9 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::serve::IncomingStream;
@@ -31,12 +33,13 @@ use switchboard_runtime::Platform;
 use switchboard_runtime::config::{GatewayConfig, parse_network};
 use switchboard_runtime::dead_letter::DeadLetters;
 use switchboard_runtime::tokio_util::sync::CancellationToken;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
 use crate::answer::Refusal;
 use crate::auth::{Authenticator, TrustedProxies};
+use crate::idle::PlainListener;
 use crate::ingest::{Delivery, Gateway, Limits, Outcome};
 use crate::publish::Publisher;
 use crate::rate::RateLimits;
@@ -57,33 +60,6 @@ struct AppState {
 /// The TCP peer of a connection, plain or TLS.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
-
-impl Connected<IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
-
-/// Plain connections with TCP_NODELAY set: an answer is never held back waiting for the client's
-/// delayed ACK of an earlier segment.
-struct PlainListener(TcpListener);
-
-impl axum::serve::Listener for PlainListener {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        let (stream, address) = axum::serve::Listener::accept(&mut self.0).await;
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-        (stream, address)
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
-}
 
 impl Connected<IncomingStream<'_, PlainListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
@@ -169,8 +145,9 @@ pub async fn serve(built: Built, listener: TcpListener, shutdown: CancellationTo
         }
         None => {
             tracing::info!(?address, "gateway listening");
-            let listener = PlainListener(listener);
-            axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+            axum::serve(PlainListener(listener), service)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await?;
         }
     }
     tracing::info!("gateway stopped");
@@ -179,9 +156,19 @@ pub async fn serve(built: Built, listener: TcpListener, shutdown: CancellationTo
 
 async fn event_in_path(
     State(state): State<AppState>,
-    Path(event): Path<String>,
+    event: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Response {
+    // `get` routes answer HEAD too; a HEAD must not deliver anything.
+    if request.method() == Method::HEAD {
+        return Refusal::MethodNotAllowed.into_response(&request_id(request.headers()));
+    }
+    // A name that does not decode to UTF-8 is an unknown event like any other (404, after
+    // authentication), not the router's plain-text 400.
+    let event = match event {
+        Ok(Path(event)) => event,
+        Err(_) => request.uri().path().rsplit('/').next().unwrap_or_default().to_owned(),
+    };
     handle(state, Some(event), request).await
 }
 

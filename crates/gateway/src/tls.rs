@@ -16,6 +16,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 
+use crate::idle::{IdleTimeout, with_idle_timeout};
+
 /// A handshake taking longer than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -92,12 +94,12 @@ impl TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = IdleTimeout<TlsStream<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self.ready.recv().await {
-            Some(connection) => connection,
+            Some((stream, address)) => (with_idle_timeout(stream), address),
             // The accept loop ended (shutdown): no more connections.
             None => std::future::pending().await,
         }
