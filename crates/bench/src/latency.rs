@@ -7,14 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use switchboard::Component;
-use switchboard_events::Product;
 use switchboard_proto::sms::WatchRequest;
 use switchboard_proto::sms::watch_response::Change;
-use switchboard_tests::{TestSystem, system_token};
+use switchboard_tests::system_token;
 
 use crate::stats::{Latencies, millis};
-use crate::workload::{self, unlimited};
+use crate::workload;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -23,11 +21,7 @@ pub(crate) struct Options {
 }
 
 pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
-    let system = TestSystem::builder()
-        .components(&[Component::Gateway, Component::Service(Product::Sms)])
-        .configure(unlimited)
-        .start()
-        .await?;
+    let system = workload::sms_system().await?;
     let mut client = system.sms().await;
     let mut changes = client.watch(WatchRequest::default()).await?.into_inner();
 

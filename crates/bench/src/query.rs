@@ -6,8 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use switchboard::Component;
-use switchboard_events::Product;
 use switchboard_proto::sms::sms_service_client::SmsServiceClient;
 use switchboard_proto::sms::{GetMessageRequest, ListMessagesRequest};
 use switchboard_tests::{TestSystem, system_token};
@@ -16,7 +14,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::stats::{LoadResult, print_load_table};
-use crate::workload::{self, unlimited};
+use crate::workload;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -33,11 +31,7 @@ enum Call {
 }
 
 pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
-    let system = TestSystem::builder()
-        .components(&[Component::Gateway, Component::Service(Product::Sms)])
-        .configure(unlimited)
-        .start()
-        .await?;
+    let system = workload::sms_system().await?;
     load(&system, options.messages).await?;
     let channel = Channel::from_shared(system.grpc_url.clone())?.connect().await?;
     let mut results = Vec::new();

@@ -116,9 +116,18 @@ pub(crate) fn sms_id(message: usize) -> String {
     format!("b34e35ad-fe34-4a8b-977c-{message:012}:1")
 }
 
+/// A gateway and an sms service in this process, on their own nats-server and database.
+pub(crate) async fn sms_system() -> anyhow::Result<switchboard_tests::TestSystem> {
+    switchboard_tests::TestSystem::builder()
+        .components(&[switchboard::Component::Gateway, switchboard::Component::Service(Product::Sms)])
+        .configure(unlimited)
+        .start()
+        .await
+}
+
 /// Keeps the gateway's per-source rate limit (its check still runs) but above what the benchmark
 /// sends: the benchmarks measure throughput, not the limiter refusing it.
-pub(crate) fn unlimited(config: &mut switchboard_runtime::Config) {
+fn unlimited(config: &mut switchboard_runtime::Config) {
     config.gateway.rate_limit = 10_000_000;
     config.gateway.rate_burst = 10_000_000;
 }

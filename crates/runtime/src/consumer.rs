@@ -48,6 +48,38 @@ pub struct Delivery {
     pub headers: Option<HeaderMap>,
 }
 
+impl Delivery {
+    /// Reads a stored event as a projection sees it: its event from the subject, and when the gateway
+    /// received it from its header (the time of reading when the publisher did not say).
+    pub fn read(
+        subjects: &Subjects,
+        message: &jetstream::Message,
+        stream_sequence: u64,
+        delivered: i64,
+    ) -> Result<Delivery, String> {
+        let subject = message.subject.to_string();
+        let kind = subjects
+            .event_kind(&subject)
+            .ok_or_else(|| format!("{subject} is not the subject of a known event"))?;
+        let received_at = message
+            .headers
+            .as_ref()
+            .and_then(|header_map| header_map.get(headers::RECEIVED_AT))
+            .and_then(|value| OffsetDateTime::parse(value.as_str(), &Rfc3339).ok())
+            .map(switchboard_events::value::unix_micros)
+            .unwrap_or_else(|| switchboard_events::value::unix_micros(OffsetDateTime::now_utc()));
+        Ok(Delivery {
+            kind,
+            subject,
+            stream_sequence,
+            delivered,
+            received_at,
+            body: message.payload.clone(),
+            headers: message.headers.clone(),
+        })
+    }
+}
+
 /// Why a batch could not be applied.
 #[derive(Debug, Error)]
 pub enum ApplyError {
@@ -298,27 +330,7 @@ impl<P: Projection> ConsumerLoop<P> {
 
     fn delivery(&self, message: &jetstream::Message) -> Result<Delivery, String> {
         let info = message.info().map_err(|error| format!("not a JetStream message: {error}"))?;
-        let subject = message.subject.to_string();
-        let kind = self
-            .subjects
-            .event_kind(&subject)
-            .ok_or_else(|| format!("{subject} is not the subject of a known event"))?;
-        let received_at = message
-            .headers
-            .as_ref()
-            .and_then(|header_map| header_map.get(headers::RECEIVED_AT))
-            .and_then(|value| OffsetDateTime::parse(value.as_str(), &Rfc3339).ok())
-            .map(switchboard_events::value::unix_micros)
-            .unwrap_or_else(|| switchboard_events::value::unix_micros(OffsetDateTime::now_utc()));
-        Ok(Delivery {
-            kind,
-            subject,
-            stream_sequence: info.stream_sequence,
-            delivered: info.delivered,
-            received_at,
-            body: message.payload.clone(),
-            headers: message.headers.clone(),
-        })
+        Delivery::read(&self.subjects, message, info.stream_sequence, info.delivered)
     }
 
     async fn dead_letter(&self, message: &jetstream::Message, delivery: Option<&Delivery>, reason: &str) {

@@ -21,7 +21,7 @@ use clap::Args;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use switchboard_events::{Product, Subjects, headers};
+use switchboard_events::{Product, Subjects};
 use switchboard_runtime::changes::ChangeFeed;
 use switchboard_runtime::config::Config;
 use switchboard_runtime::consumer::{ApplyError, Delivery, Projection};
@@ -29,8 +29,6 @@ use switchboard_runtime::nats;
 use switchboard_runtime::secret::Secret;
 use switchboard_runtime::tokio_util::sync::CancellationToken;
 use switchboard_store::{Database, MigrationFiles, PoolSettings};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::{Cli, Output};
 
@@ -382,28 +380,7 @@ impl Reader<'_> {
     }
 
     fn delivery(&self, message: &jetstream::Message, sequence: u64) -> Result<Delivery, String> {
-        let subject = message.subject.to_string();
-        let kind = self
-            .subjects
-            .event_kind(&subject)
-            .ok_or_else(|| format!("{subject} is not the subject of a known event"))?;
-        // As the consumer loop reads it: when the gateway received the event.
-        let received_at = message
-            .headers
-            .as_ref()
-            .and_then(|map| map.get(headers::RECEIVED_AT))
-            .and_then(|value| OffsetDateTime::parse(value.as_str(), &Rfc3339).ok())
-            .map(switchboard_events::value::unix_micros)
-            .unwrap_or_else(|| switchboard_events::value::unix_micros(OffsetDateTime::now_utc()));
-        Ok(Delivery {
-            kind,
-            subject,
-            stream_sequence: sequence,
-            delivered: 1,
-            received_at,
-            body: message.payload.clone(),
-            headers: message.headers.clone(),
-        })
+        Delivery::read(self.subjects, message, sequence, 1)
     }
 }
 
