@@ -26,11 +26,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use switchboard_events::Product;
 use switchboard_tests::TestBackend;
 
-/// The allocator the `switchboard` binary uses, so the baseline server and the gateway compare on
-/// equal terms.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "switchboard-bench",

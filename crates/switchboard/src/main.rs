@@ -8,11 +8,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use switchboard::cli::Cli;
 
-/// mimalloc instead of glibc's malloc: under load, allocation was a fifth of the gateway's CPU time
-/// (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
