@@ -157,21 +157,9 @@ pub fn earliest(left: Option<i64>, right: Option<i64>) -> Option<i64> {
     }
 }
 
-/// The SQL form of [`earliest`] for one column: the stored value unless the new one is earlier.
-pub fn earliest_sql(table: &str, column: &str) -> String {
-    format!("CASE WHEN {} THEN excluded.{column} ELSE {table}.{column} END", is_earlier_sql(table, column))
-}
-
-/// Whether the new row's `column` is earlier than the stored one (so the row changes).
-pub fn is_earlier_sql(table: &str, column: &str) -> String {
-    format!(
-        "(excluded.{column} IS NOT NULL AND ({table}.{column} IS NULL OR excluded.{column} < {table}.{column}))"
-    )
-}
-
 /// When an outbound message belongs in a conversation: the earliest time one of its events reports
 /// (its timestamp or any milestone field), else when the event was received. Stored as the minimum
-/// over all events (the SQL twin is [`earliest_sql`]).
+/// over all events (the SQL twin is the `earliest` columns of `switchboard_store::current_state_update`).
 pub fn conversation_time(times: EventTimes, received_at: i64) -> i64 {
     [times.timestamp, times.processed_at, times.delivered_at, times.read_at]
         .into_iter()

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
-    Backend, Conditions, Database, MigrationFiles, like_prefix, one_row_per_key, values_rows,
+    Backend, Conditions, Database, MigrationFiles, current_state_update, like_prefix, one_row_per_key,
+    values_rows,
 };
 
 use crate::model::{Precedence, beats_sql, identity_key, name_key};
@@ -301,32 +302,19 @@ async fn write_contacts(
     })
     .collect();
 
-    let beats = beats_sql("contacts");
-    let mut assignments: Vec<String> = WINNER_COLUMNS
-        .iter()
-        .map(|column| {
-            format!("{column} = CASE WHEN {beats} THEN excluded.{column} ELSE contacts.{column} END")
-        })
-        .collect();
-    assignments.push(
-        "first_received_at = CASE WHEN excluded.first_received_at < contacts.first_received_at \
-         THEN excluded.first_received_at ELSE contacts.first_received_at END"
-            .to_owned(),
-    );
-    assignments.push(
-        "last_received_at = CASE WHEN excluded.last_received_at > contacts.last_received_at \
-         THEN excluded.last_received_at ELSE contacts.last_received_at END"
-            .to_owned(),
+    let (assignments, changed) = current_state_update(
+        "contacts",
+        &beats_sql("contacts"),
+        WINNER_COLUMNS,
+        &["first_received_at"],
+        &["last_received_at"],
     );
     let sql = format!(
         "INSERT INTO contacts ({}) VALUES {} \
-         ON CONFLICT (id) DO UPDATE SET {} \
-         WHERE {beats} OR excluded.first_received_at < contacts.first_received_at \
-         OR excluded.last_received_at > contacts.last_received_at \
+         ON CONFLICT (id) DO UPDATE SET {assignments} WHERE {changed} \
          RETURNING {}",
         CONTACT_COLUMNS.join(", "),
         values_rows(Backend::of(connection), winners.len(), CONTACT_COLUMNS.len()),
-        assignments.join(", "),
         select_list()
     );
     let mut query = sqlx::query(&sql);

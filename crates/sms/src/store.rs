@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
-use switchboard_store::{Backend, Conditions, Database, MigrationFiles, values_rows};
+use switchboard_store::{Backend, Conditions, Database, MigrationFiles, current_state_update, values_rows};
 
 use crate::model::{Precedence, beats_sql};
 
@@ -185,31 +185,18 @@ async fn write_messages(
             }
         }
     }
-    let beats = beats_sql("sms_messages");
-    let mut assignments: Vec<String> = WINNER_COLUMNS
-        .iter()
-        .map(|column| {
-            format!("{column} = CASE WHEN {beats} THEN excluded.{column} ELSE sms_messages.{column} END")
-        })
-        .collect();
-    assignments.push(
-        "first_received_at = CASE WHEN excluded.first_received_at < sms_messages.first_received_at \
-         THEN excluded.first_received_at ELSE sms_messages.first_received_at END"
-            .to_owned(),
-    );
-    assignments.push(
-        "last_received_at = CASE WHEN excluded.last_received_at > sms_messages.last_received_at \
-         THEN excluded.last_received_at ELSE sms_messages.last_received_at END"
-            .to_owned(),
+    let (assignments, changed) = current_state_update(
+        "sms_messages",
+        &beats_sql("sms_messages"),
+        WINNER_COLUMNS,
+        &["first_received_at"],
+        &["last_received_at"],
     );
     let sql = format!(
         "INSERT INTO sms_messages ({MESSAGE_COLUMNS}) VALUES {} \
-         ON CONFLICT (id) DO UPDATE SET {} \
-         WHERE {beats} OR excluded.first_received_at < sms_messages.first_received_at \
-         OR excluded.last_received_at > sms_messages.last_received_at \
+         ON CONFLICT (id) DO UPDATE SET {assignments} WHERE {changed} \
          RETURNING {MESSAGE_COLUMNS}",
         values_rows(Backend::of(connection), winners.len(), 23),
-        assignments.join(", ")
     );
     let mut query = sqlx::query(&sql);
     for row in winners.values() {

@@ -23,6 +23,7 @@ pub use database::{Backend, Database, PoolSettings};
 pub use error::{StoreError, classify};
 pub use migrate::MigrationFiles;
 pub use sql::{
-    Conditions, MICROS_PER_DAY, Placeholders, Value, epoch_day_sql, like_prefix, one_row_per_key, values_rows,
+    Conditions, MICROS_PER_DAY, Placeholders, Value, current_state_update, epoch_day_sql, like_prefix,
+    one_row_per_key, values_rows,
 };
 pub use sqlx;

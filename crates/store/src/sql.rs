@@ -53,6 +53,42 @@ pub fn values_rows(backend: Backend, rows: usize, columns: usize) -> String {
     text
 }
 
+/// The `SET` list and `WHERE` condition of an `ON CONFLICT … DO UPDATE` that keeps a row's current
+/// state, for `INSERT … ON CONFLICT (key) DO UPDATE SET {set} WHERE {condition}`:
+///
+/// * `winners` take the incoming value when `beats` holds (the precedence rule, as SQL comparing
+///   `excluded` with `table`), and keep the stored one otherwise;
+/// * `earliest` keep the earliest non-null value ever written, `latest` the latest;
+///
+/// and the row is only written when one of them changes it (so the upsert returns only changed rows).
+pub fn current_state_update(
+    table: &str,
+    beats: &str,
+    winners: &[&str],
+    earliest: &[&str],
+    latest: &[&str],
+) -> (String, String) {
+    let mut set: Vec<String> = winners
+        .iter()
+        .map(|column| {
+            format!("{column} = CASE WHEN {beats} THEN excluded.{column} ELSE {table}.{column} END")
+        })
+        .collect();
+    let mut changes = vec![format!("({beats})")];
+    for (columns, order) in [(earliest, "<"), (latest, ">")] {
+        for column in columns {
+            let replaces = format!(
+                "(excluded.{column} IS NOT NULL AND ({table}.{column} IS NULL OR excluded.{column} {order} {table}.{column}))"
+            );
+            set.push(format!(
+                "{column} = CASE WHEN {replaces} THEN excluded.{column} ELSE {table}.{column} END"
+            ));
+            changes.push(replaces);
+        }
+    }
+    (set.join(", "), changes.join(" OR "))
+}
+
 /// Reduces a batch to one row per key, sorted by key, keeping for each key the row `prefer` chooses
 /// (`prefer(candidate, kept)` is true when `candidate` should replace `kept`).
 ///

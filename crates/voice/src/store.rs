@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
-use switchboard_store::{Backend, Conditions, Database, MigrationFiles, values_rows};
+use switchboard_store::{Backend, Conditions, Database, MigrationFiles, current_state_update, values_rows};
 
 use crate::model::{Precedence, beats_sql};
 
@@ -194,31 +194,18 @@ async fn write_current(
             }
         }
     }
-    let beats = beats_sql("voice_calls");
-    let mut assignments: Vec<String> = WINNER_COLUMNS
-        .iter()
-        .map(|column| {
-            format!("{column} = CASE WHEN {beats} THEN excluded.{column} ELSE voice_calls.{column} END")
-        })
-        .collect();
-    assignments.push(
-        "first_received_at = CASE WHEN excluded.first_received_at < voice_calls.first_received_at \
-         THEN excluded.first_received_at ELSE voice_calls.first_received_at END"
-            .to_owned(),
-    );
-    assignments.push(
-        "last_received_at = CASE WHEN excluded.last_received_at > voice_calls.last_received_at \
-         THEN excluded.last_received_at ELSE voice_calls.last_received_at END"
-            .to_owned(),
+    let (assignments, changed) = current_state_update(
+        "voice_calls",
+        &beats_sql("voice_calls"),
+        WINNER_COLUMNS,
+        &["first_received_at"],
+        &["last_received_at"],
     );
     let sql = format!(
         "INSERT INTO voice_calls ({CALL_COLUMNS}) VALUES {} \
-         ON CONFLICT (mid) DO UPDATE SET {} \
-         WHERE {beats} OR excluded.first_received_at < voice_calls.first_received_at \
-         OR excluded.last_received_at > voice_calls.last_received_at \
+         ON CONFLICT (mid) DO UPDATE SET {assignments} WHERE {changed} \
          RETURNING {CALL_COLUMNS}",
         values_rows(Backend::of(connection), winners.len(), CALL_COLUMN_COUNT),
-        assignments.join(", ")
     );
     let mut query = sqlx::query(&sql);
     for row in winners.values() {

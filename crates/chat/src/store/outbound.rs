@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
-use switchboard_store::{Backend, Conditions, Database, values_rows};
+use switchboard_store::{Backend, Conditions, Database, current_state_update, values_rows};
 
 use super::prefixed;
-use crate::model::{MILESTONE_COLUMNS, Milestones, Precedence, beats_sql, earliest_sql, is_earlier_sql};
+use crate::model::{MILESTONE_COLUMNS, Milestones, Precedence, beats_sql};
 
 /// One status event as stored: the outbound row it proposes (its milestones and times already
 /// merged when a batch is reduced), and its history row.
@@ -139,24 +139,9 @@ async fn write_history(connection: &mut AnyConnection, events: &[OutboundRow]) -
 /// The `ON CONFLICT` assignments and the condition under which the stored row changes.
 fn upsert_clauses() -> (String, String) {
     let table = "chat_outbound";
-    let beats = beats_sql(table);
-    let mut assignments: Vec<String> = WINNER_COLUMNS
-        .iter()
-        .map(|column| {
-            format!("{column} = CASE WHEN {beats} THEN excluded.{column} ELSE {table}.{column} END")
-        })
-        .collect();
-    let mut changes = vec![beats.clone()];
-    for column in MILESTONE_COLUMNS.iter().chain(["conversation_at", "first_received_at"].iter()) {
-        assignments.push(format!("{column} = {}", earliest_sql(table, column)));
-        changes.push(is_earlier_sql(table, column));
-    }
-    assignments.push(format!(
-        "last_received_at = CASE WHEN excluded.last_received_at > {table}.last_received_at \
-         THEN excluded.last_received_at ELSE {table}.last_received_at END"
-    ));
-    changes.push(format!("excluded.last_received_at > {table}.last_received_at"));
-    (assignments.join(", "), changes.join(" OR "))
+    let earliest: Vec<&str> =
+        MILESTONE_COLUMNS.iter().copied().chain(["conversation_at", "first_received_at"]).collect();
+    current_state_update(table, &beats_sql(table), WINNER_COLUMNS, &earliest, &["last_received_at"])
 }
 
 async fn write_messages(
