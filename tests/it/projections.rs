@@ -4,46 +4,21 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use switchboard_events::{EventKind, TimeZoneSetting, decode_as};
-use switchboard_runtime::consumer::Delivery;
 use switchboard_sms::consumer::report_row;
 use switchboard_sms::store::{self, MessageRow};
 use switchboard_store::{Database, PoolSettings};
+use switchboard_tests::projection::{apply_in_batches, delivery};
 use switchboard_tests::{TestBackend, TestDatabase};
-
-fn delivery(sequence: u64, body: &str) -> Delivery {
-    Delivery {
-        kind: EventKind::SmsMessageStatus,
-        subject: "sms.message.status".into(),
-        stream_sequence: sequence,
-        delivered: 1,
-        received_at: 1_700_000_000_000_000 + i64::try_from(sequence).unwrap_or_default(),
-        body: bytes::Bytes::from(body.to_owned()),
-        headers: None,
-    }
-}
 
 fn rows(events: &[(u64, String)]) -> Vec<MessageRow> {
     events
         .iter()
         .map(|(sequence, body)| {
-            let delivery = delivery(*sequence, body);
+            let delivery = delivery(EventKind::SmsMessageStatus, *sequence, body, 1);
             let status = decode_as(EventKind::SmsMessageStatus, body.as_bytes()).expect("valid report");
             report_row(&status, &delivery, TimeZoneSetting::default())
         })
         .collect()
-}
-
-async fn apply_in_batches(database: &Database, rows: &[MessageRow], batch_sizes: &[usize]) {
-    let mut start = 0;
-    let mut sizes = batch_sizes.iter().cycle();
-    while start < rows.len() {
-        let size = (*sizes.next().unwrap_or(&1)).max(1);
-        let end = (start + size).min(rows.len());
-        let mut transaction = database.pool().begin().await.expect("begin");
-        store::write_reports(&mut transaction, &rows[start..end]).await.expect("write");
-        transaction.commit().await.expect("commit");
-        start = end;
-    }
 }
 
 /// What a reader sees: the current row (without receive bookkeeping that differs per delivery) and
@@ -120,8 +95,8 @@ async fn sms_state_is_a_function_of_the_set_of_reports() {
                     state_bits ^= state_bits << 17;
                     shuffled.swap(index, (state_bits % (index as u64 + 1)) as usize);
                 }
-                apply_in_batches(&sorted, &in_order, &[1]).await;
-                apply_in_batches(&mixed, &shuffled, &batch_sizes).await;
+                apply_in_batches(&sorted, &in_order, &[1], store::write_reports).await;
+                apply_in_batches(&mixed, &shuffled, &batch_sizes, store::write_reports).await;
                 let expected = state(&sorted, &id).await;
                 let actual = state(&mixed, &id).await;
                 prop_assert_eq!(&actual, &expected, "shuffled {:?} in batches {:?}", shuffled.iter().map(|row| (&row.status, row.stream_sequence)).collect::<Vec<_>>(), batch_sizes);

@@ -5,46 +5,21 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use switchboard_events::{EventKind, TimeZoneSetting, decode_as};
-use switchboard_runtime::consumer::Delivery;
 use switchboard_store::{Database, PoolSettings};
+use switchboard_tests::projection::{apply_in_batches, delivery};
 use switchboard_tests::{TestBackend, TestDatabase};
 use switchboard_voice::consumer::call_row;
 use switchboard_voice::store::{self, CallRow, EventRow};
-
-fn delivery(sequence: u64, body: &str) -> Delivery {
-    Delivery {
-        kind: EventKind::VoiceMessageOut,
-        subject: "voice.message.out".into(),
-        stream_sequence: sequence,
-        delivered: 1,
-        received_at: 1_700_000_000_000_000 + i64::try_from(sequence).unwrap_or_default(),
-        body: bytes::Bytes::from(body.to_owned()),
-        headers: None,
-    }
-}
 
 fn rows(events: &[(u64, String)]) -> Vec<CallRow> {
     events
         .iter()
         .map(|(sequence, body)| {
-            let delivery = delivery(*sequence, body);
+            let delivery = delivery(EventKind::VoiceMessageOut, *sequence, body, 1);
             let call = decode_as(EventKind::VoiceMessageOut, body.as_bytes()).expect("valid record");
             call_row(&call, &delivery, TimeZoneSetting::default())
         })
         .collect()
-}
-
-async fn apply_in_batches(database: &Database, rows: &[CallRow], batch_sizes: &[usize]) {
-    let mut start = 0;
-    let mut sizes = batch_sizes.iter().cycle();
-    while start < rows.len() {
-        let size = (*sizes.next().unwrap_or(&1)).max(1);
-        let end = (start + size).min(rows.len());
-        let mut transaction = database.pool().begin().await.expect("begin");
-        store::write_calls(&mut transaction, &rows[start..end]).await.expect("write");
-        transaction.commit().await.expect("commit");
-        start = end;
-    }
 }
 
 /// What a reader sees of a call: the current row and every version kept.
@@ -134,8 +109,8 @@ async fn voice_state_is_a_function_of_the_set_of_records() {
                     state_bits ^= state_bits << 17;
                     shuffled.swap(index, (state_bits % (index as u64 + 1)) as usize);
                 }
-                apply_in_batches(&sorted, &in_order, &[1]).await;
-                apply_in_batches(&mixed, &shuffled, &batch_sizes).await;
+                apply_in_batches(&sorted, &in_order, &[1], store::write_calls).await;
+                apply_in_batches(&mixed, &shuffled, &batch_sizes, store::write_calls).await;
                 let mut outcome = Ok(());
                 for mid in &mids {
                     let expected = state(&sorted, mid).await;

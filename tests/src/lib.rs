@@ -13,6 +13,7 @@
 mod database;
 mod nats;
 mod postgres;
+pub mod projection;
 mod system;
 
 pub use database::{TestBackend, TestDatabase, postgres_admin_url};

@@ -8,21 +8,9 @@ use switchboard_chat::model::Milestones;
 use switchboard_chat::store::{self, OutboundRow};
 use switchboard_events::chat::ChatStatus;
 use switchboard_events::{EventKind, TimeZoneSetting, decode_as};
-use switchboard_runtime::consumer::Delivery;
 use switchboard_store::{Database, PoolSettings, sqlx};
+use switchboard_tests::projection::{apply_in_batches, delivery};
 use switchboard_tests::{TestBackend, TestDatabase};
-
-fn delivery(sequence: u64, body: &str) -> Delivery {
-    Delivery {
-        kind: EventKind::WhatsappMessageStatus,
-        subject: "whatsapp.message.status".into(),
-        stream_sequence: sequence,
-        delivered: 1,
-        received_at: 1_700_000_000_000_000 + i64::try_from(sequence).unwrap_or_default(),
-        body: bytes::Bytes::from(body.to_owned()),
-        headers: None,
-    }
-}
 
 fn rows(events: &[(u64, String)]) -> Vec<OutboundRow> {
     events
@@ -30,22 +18,14 @@ fn rows(events: &[(u64, String)]) -> Vec<OutboundRow> {
         .map(|(sequence, body)| {
             let status: ChatStatus =
                 decode_as(EventKind::WhatsappMessageStatus, body.as_bytes()).expect("valid status");
-            status_row("whatsapp", &status, &delivery(*sequence, body), TimeZoneSetting::default())
+            status_row(
+                "whatsapp",
+                &status,
+                &delivery(EventKind::WhatsappMessageStatus, *sequence, body, 1),
+                TimeZoneSetting::default(),
+            )
         })
         .collect()
-}
-
-async fn apply_in_batches(database: &Database, rows: &[OutboundRow], batch_sizes: &[usize]) {
-    let mut start = 0;
-    let mut sizes = batch_sizes.iter().cycle();
-    while start < rows.len() {
-        let size = (*sizes.next().unwrap_or(&1)).max(1);
-        let end = (start + size).min(rows.len());
-        let mut transaction = database.pool().begin().await.expect("begin");
-        store::write_statuses(&mut transaction, &rows[start..end]).await.expect("write");
-        transaction.commit().await.expect("commit");
-        start = end;
-    }
 }
 
 /// What a reader sees: the stored message and its history.
@@ -140,8 +120,8 @@ async fn chat_status_state_is_a_function_of_the_set_of_events() {
 
                 clear(sorted).await;
                 clear(mixed).await;
-                apply_in_batches(sorted, &in_order, &[1]).await;
-                apply_in_batches(mixed, &shuffled, &batch_sizes).await;
+                apply_in_batches(sorted, &in_order, &[1], store::write_statuses).await;
+                apply_in_batches(mixed, &shuffled, &batch_sizes, store::write_statuses).await;
                 let expected = state(sorted).await;
                 let actual = state(mixed).await;
                 prop_assert_eq!(

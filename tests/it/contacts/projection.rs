@@ -6,23 +6,11 @@ use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use switchboard_contacts::consumer::version_row;
 use switchboard_contacts::store::{self, ContactFilter, ContactRow};
 use switchboard_events::{EventKind, TimeZoneSetting, decode_as};
-use switchboard_runtime::consumer::Delivery;
 use switchboard_store::{Database, PoolSettings, sqlx};
+use switchboard_tests::projection::{apply_in_batches, delivery};
 use switchboard_tests::{TestBackend, TestDatabase};
 
 use super::contact;
-
-fn delivery(sequence: u64, body: &str) -> Delivery {
-    Delivery {
-        kind: EventKind::ContactsSubscriberSubscription,
-        subject: "contacts.subscriber.subscription".into(),
-        stream_sequence: sequence,
-        delivered: 1,
-        received_at: 1_700_000_000_000_000 + i64::try_from(sequence).unwrap_or_default(),
-        body: bytes::Bytes::from(body.to_owned()),
-        headers: None,
-    }
-}
 
 fn rows(events: &[(u64, String)]) -> Vec<ContactRow> {
     events
@@ -30,22 +18,13 @@ fn rows(events: &[(u64, String)]) -> Vec<ContactRow> {
         .map(|(sequence, body)| {
             let contact =
                 decode_as(EventKind::ContactsSubscriberSubscription, body.as_bytes()).expect("valid contact");
-            version_row(&contact, &delivery(*sequence, body), TimeZoneSetting::default())
+            version_row(
+                &contact,
+                &delivery(EventKind::ContactsSubscriberSubscription, *sequence, body, 1),
+                TimeZoneSetting::default(),
+            )
         })
         .collect()
-}
-
-async fn apply_in_batches(database: &Database, rows: &[ContactRow], batch_sizes: &[usize]) {
-    let mut start = 0;
-    let mut sizes = batch_sizes.iter().cycle();
-    while start < rows.len() {
-        let size = (*sizes.next().unwrap_or(&1)).max(1);
-        let end = (start + size).min(rows.len());
-        let mut transaction = database.pool().begin().await.expect("begin");
-        store::write_versions(&mut transaction, &rows[start..end]).await.expect("write");
-        transaction.commit().await.expect("commit");
-        start = end;
-    }
 }
 
 type State = (Vec<ContactRow>, Vec<Vec<ContactRow>>, Vec<(String, String, String)>);
@@ -138,8 +117,8 @@ async fn contacts_state_is_a_function_of_the_set_of_versions() {
                             .expect("emptied");
                     }
                 }
-                apply_in_batches(sorted, &in_order, &[1]).await;
-                apply_in_batches(mixed, &shuffled, &batch_sizes).await;
+                apply_in_batches(sorted, &in_order, &[1], store::write_versions).await;
+                apply_in_batches(mixed, &shuffled, &batch_sizes, store::write_versions).await;
                 let expected = state(sorted).await;
                 let actual = state(mixed).await;
                 prop_assert_eq!(&actual, &expected, "order {:?} in batches {:?}", order, batch_sizes);

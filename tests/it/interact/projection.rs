@@ -6,46 +6,24 @@ use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use switchboard_events::{EventKind, TimeZoneSetting, decode_as};
 use switchboard_interact::consumer::message_row;
 use switchboard_interact::store::{self, KeywordCell, MessageRow};
-use switchboard_runtime::consumer::Delivery;
 use switchboard_store::{Conditions, Database, PoolSettings, sqlx};
+use switchboard_tests::projection::{apply_in_batches, delivery};
 use switchboard_tests::{TestBackend, TestDatabase};
 
 use super::vmn;
-
-fn delivery(sequence: u64, body: &str) -> Delivery {
-    Delivery {
-        kind: EventKind::VmnMessageIn,
-        subject: "vmn.message.in".into(),
-        stream_sequence: sequence,
-        delivered: 1,
-        // Spread over days, so keyword counts depend on which delivery of an id is kept.
-        received_at: 1_700_000_000_000_000 + i64::try_from(sequence).unwrap_or_default() * 40_000_000_000,
-        body: bytes::Bytes::from(body.to_owned()),
-        headers: None,
-    }
-}
 
 fn rows(events: &[(u64, String)]) -> Vec<MessageRow> {
     events
         .iter()
         .map(|(sequence, body)| {
             let message = decode_as(EventKind::VmnMessageIn, body.as_bytes()).expect("valid message");
-            message_row(&message, &delivery(*sequence, body), TimeZoneSetting::default())
+            message_row(
+                &message,
+                &delivery(EventKind::VmnMessageIn, *sequence, body, 40_000_000_000),
+                TimeZoneSetting::default(),
+            )
         })
         .collect()
-}
-
-async fn apply_in_batches(database: &Database, rows: &[MessageRow], batch_sizes: &[usize]) {
-    let mut start = 0;
-    let mut sizes = batch_sizes.iter().cycle();
-    while start < rows.len() {
-        let size = (*sizes.next().unwrap_or(&1)).max(1);
-        let end = (start + size).min(rows.len());
-        let mut transaction = database.pool().begin().await.expect("begin");
-        store::write_messages(&mut transaction, &rows[start..end]).await.expect("write");
-        transaction.commit().await.expect("commit");
-        start = end;
-    }
 }
 
 /// What a reader sees: every message, and the keyword counts.
@@ -118,8 +96,8 @@ async fn interact_state_is_a_function_of_the_set_of_deliveries() {
                 for database in [sorted, mixed] {
                     sqlx::query("DELETE FROM vmn_messages").execute(database.pool()).await.expect("emptied");
                 }
-                apply_in_batches(sorted, &in_order, &[1]).await;
-                apply_in_batches(mixed, &shuffled, &batch_sizes).await;
+                apply_in_batches(sorted, &in_order, &[1], store::write_messages).await;
+                apply_in_batches(mixed, &shuffled, &batch_sizes, store::write_messages).await;
                 let expected = state(sorted).await;
                 let actual = state(mixed).await;
                 prop_assert_eq!(&actual, &expected, "order {:?} in batches {:?}", order, batch_sizes);
