@@ -1,6 +1,7 @@
 //! End-to-end tests: HTTP in, gRPC and NATS out, against a real nats-server and a real database
 //! (SQLite by default, PostgreSQL with SB_TEST_DATABASE=postgres).
 
+mod batch_limits;
 mod chat;
 mod contacts;
 mod faults;

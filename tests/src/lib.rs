@@ -15,6 +15,7 @@ mod nats;
 mod postgres;
 pub mod projection;
 mod system;
+pub mod workload;
 
 pub use database::{TestBackend, TestDatabase, postgres_admin_url};
 pub use nats::NatsServer;

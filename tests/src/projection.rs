@@ -1,9 +1,11 @@
 //! Driving a service's store directly, as its consumer would: for the projection property tests.
 
-use switchboard_events::EventKind;
-use switchboard_runtime::consumer::Delivery;
-use switchboard_store::Database;
+use switchboard_events::{EventKind, Product, TimeZoneSetting};
+use switchboard_runtime::Secret;
+use switchboard_runtime::changes::ChangeFeed;
+use switchboard_runtime::consumer::{Delivery, Projection};
 use switchboard_store::sqlx::{self, AnyConnection};
+use switchboard_store::{Database, MigrationFiles, PoolSettings};
 
 /// `body` as the consumer hands it to a projection: the `sequence`th event of the stream, received
 /// `spacing` microseconds after the previous one.
@@ -37,4 +39,96 @@ pub async fn apply_in_batches<T, R>(
         transaction.commit().await.expect("commit");
         start = end;
     }
+}
+
+/// One service's projection over its own database, as its consumer runs it: for the tests and
+/// benchmarks that apply batches to every service alike.
+#[derive(Debug)]
+pub enum ServiceProjection {
+    Sms(switchboard_sms::consumer::SmsProjection),
+    Chat(switchboard_chat::consumer::ChatProjection),
+    Voice(switchboard_voice::consumer::VoiceProjection),
+    Interact(switchboard_interact::consumer::InteractProjection),
+    Contacts(switchboard_contacts::consumer::ContactsProjection),
+}
+
+impl ServiceProjection {
+    /// Opens (and migrates) the database at `url` and builds `product`'s projection on it.
+    pub async fn open(
+        product: Product,
+        url: &Secret,
+        pool: PoolSettings,
+        changes: ChangeFeed,
+    ) -> anyhow::Result<ServiceProjection> {
+        let zone = TimeZoneSetting::default();
+        let open = async |migrations: &'static [MigrationFiles]| Database::open(url, pool, migrations).await;
+        Ok(match product {
+            Product::Sms => {
+                let database = open(switchboard_sms::store::MIGRATIONS).await?;
+                ServiceProjection::Sms(switchboard_sms::consumer::SmsProjection { database, changes, zone })
+            }
+            Product::Chat => {
+                let database = open(switchboard_chat::store::MIGRATIONS).await?;
+                ServiceProjection::Chat(switchboard_chat::consumer::ChatProjection {
+                    database,
+                    changes,
+                    zone,
+                })
+            }
+            Product::Voice => {
+                let database = open(switchboard_voice::store::MIGRATIONS).await?;
+                ServiceProjection::Voice(switchboard_voice::consumer::VoiceProjection {
+                    database,
+                    changes,
+                    zone,
+                })
+            }
+            Product::Interact => {
+                let database = open(switchboard_interact::store::MIGRATIONS).await?;
+                ServiceProjection::Interact(switchboard_interact::consumer::InteractProjection {
+                    database,
+                    changes,
+                    zone,
+                })
+            }
+            Product::Contacts => {
+                let database = open(switchboard_contacts::store::MIGRATIONS).await?;
+                ServiceProjection::Contacts(switchboard_contacts::consumer::ContactsProjection {
+                    database,
+                    changes,
+                    zone,
+                })
+            }
+        })
+    }
+
+    pub fn database(&self) -> &Database {
+        match self {
+            ServiceProjection::Sms(projection) => &projection.database,
+            ServiceProjection::Chat(projection) => &projection.database,
+            ServiceProjection::Voice(projection) => &projection.database,
+            ServiceProjection::Interact(projection) => &projection.database,
+            ServiceProjection::Contacts(projection) => &projection.database,
+        }
+    }
+
+    /// Decodes `batch` and applies it in one transaction, as the consumer does after a fetch.
+    pub async fn apply(&self, batch: &[Delivery]) -> anyhow::Result<()> {
+        match self {
+            ServiceProjection::Sms(projection) => decode_and_apply(projection, batch).await,
+            ServiceProjection::Chat(projection) => decode_and_apply(projection, batch).await,
+            ServiceProjection::Voice(projection) => decode_and_apply(projection, batch).await,
+            ServiceProjection::Interact(projection) => decode_and_apply(projection, batch).await,
+            ServiceProjection::Contacts(projection) => decode_and_apply(projection, batch).await,
+        }
+    }
+}
+
+async fn decode_and_apply<P: Projection>(projection: &P, batch: &[Delivery]) -> anyhow::Result<()> {
+    let items = batch
+        .iter()
+        .map(|delivery| projection.decode(delivery))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|reason| anyhow::anyhow!("event refused: {reason}"))?;
+    projection.apply(&items).await.map_err(|error| anyhow::anyhow!("apply: {error}"))
 }

@@ -12,7 +12,7 @@ use switchboard_proto::sms::watch_response::Change;
 use switchboard_tests::system_token;
 
 use crate::stats::{Latencies, millis};
-use crate::workload;
+use switchboard_tests::workload;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Options {

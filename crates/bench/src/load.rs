@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::stats::LoadResult;
-use crate::workload;
+use switchboard_tests::workload;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Target {

@@ -17,7 +17,6 @@ mod load;
 mod projection;
 mod query;
 mod stats;
-mod workload;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -66,8 +65,8 @@ enum Command {
         backends: Vec<BackendArg>,
         #[arg(long, default_value_t = 50_000)]
         events: usize,
-        /// Events per transaction, as the consumer's batch_size.
-        #[arg(long, default_value_t = 256)]
+        /// Events per transaction, as the consumer's batch_size (default: the consumer's default).
+        #[arg(long, default_value_t = switchboard_runtime::config::ConsumerConfig::default().batch_size)]
         batch: usize,
         #[arg(long, default_value_t = 3)]
         rounds: usize,

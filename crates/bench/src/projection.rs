@@ -8,17 +8,16 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use bytes::Bytes;
-use switchboard_events::{Product, TimeZoneSetting, event_to_subject};
+use switchboard_events::Product;
 use switchboard_runtime::changes::ChangeFeed;
-use switchboard_runtime::consumer::{Delivery, Projection};
+use switchboard_runtime::consumer::Delivery;
 use switchboard_runtime::tokio_util::sync::CancellationToken;
 use switchboard_store::sqlx::{self, Executor as _};
-use switchboard_store::{Database, MigrationFiles, PoolSettings, values_rows};
-use switchboard_tests::{NatsServer, TestBackend, TestDatabase};
+use switchboard_store::{Database, PoolSettings, values_rows};
+use switchboard_tests::projection::{ServiceProjection, delivery};
+use switchboard_tests::{NatsServer, TestBackend, TestDatabase, workload};
 
 use crate::stats::median;
-use crate::workload;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -100,21 +99,10 @@ pub(crate) fn backend_name(backend: TestBackend) -> &'static str {
 }
 
 fn deliveries(product: Product, count: usize) -> anyhow::Result<Vec<Delivery>> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64;
     workload::events(product, count)
         .into_iter()
         .enumerate()
-        .map(|(index, (kind, body))| {
-            Ok(Delivery {
-                kind,
-                subject: event_to_subject("", kind.as_str())?,
-                stream_sequence: index as u64 + 1,
-                delivered: 1,
-                received_at: now + index as i64,
-                body: Bytes::from(body),
-                headers: None,
-            })
-        })
+        .map(|(index, (kind, body))| Ok(delivery(kind, index as u64 + 1, &String::from_utf8(body)?, 1)))
         .collect()
 }
 
@@ -162,56 +150,12 @@ async fn projection(
     changes: &ChangeFeed,
 ) -> anyhow::Result<Duration> {
     let database = TestDatabase::create(backend, product.name()).await?;
-    let zone = TimeZoneSetting::default();
-    let changes = changes.clone();
-    let open = |migrations: &'static [MigrationFiles]| {
-        let url = database.url();
-        async move { Database::open(&url, pool(), migrations).await }
-    };
-    let elapsed = match product {
-        Product::Sms => {
-            let database = open(switchboard_sms::store::MIGRATIONS).await?;
-            time(&switchboard_sms::consumer::SmsProjection { database, changes, zone }, deliveries, batch)
-                .await?
-        }
-        Product::Chat => {
-            let database = open(switchboard_chat::store::MIGRATIONS).await?;
-            time(&switchboard_chat::consumer::ChatProjection { database, changes, zone }, deliveries, batch)
-                .await?
-        }
-        Product::Voice => {
-            let database = open(switchboard_voice::store::MIGRATIONS).await?;
-            time(&switchboard_voice::consumer::VoiceProjection { database, changes, zone }, deliveries, batch)
-                .await?
-        }
-        Product::Interact => {
-            let database = open(switchboard_interact::store::MIGRATIONS).await?;
-            let projection = switchboard_interact::consumer::InteractProjection { database, changes, zone };
-            time(&projection, deliveries, batch).await?
-        }
-        Product::Contacts => {
-            let database = open(switchboard_contacts::store::MIGRATIONS).await?;
-            let projection = switchboard_contacts::consumer::ContactsProjection { database, changes, zone };
-            time(&projection, deliveries, batch).await?
-        }
-    };
-    Ok(elapsed)
-}
-
-/// Decodes and applies every batch, as the consumer loop does after a fetch.
-async fn time<P: Projection>(
-    projection: &P,
-    deliveries: &[Delivery],
-    batch: usize,
-) -> anyhow::Result<Duration> {
+    let projection = ServiceProjection::open(product, &database.url(), pool(), changes.clone()).await?;
     let started = Instant::now();
     for chunk in deliveries.chunks(batch) {
-        let items = chunk
-            .iter()
-            .map(|delivery| projection.decode(delivery))
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(|reason| anyhow::anyhow!("workload event refused: {reason}"))?;
-        projection.apply(&items).await.map_err(|error| anyhow::anyhow!("apply: {error}"))?;
+        projection.apply(chunk).await.context("workload batch")?;
     }
-    Ok(started.elapsed())
+    let elapsed = started.elapsed();
+    projection.database().close().await;
+    Ok(elapsed)
 }

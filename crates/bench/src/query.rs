@@ -14,7 +14,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::stats::{LoadResult, print_load_table};
-use crate::workload;
+use switchboard_tests::workload;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Options {

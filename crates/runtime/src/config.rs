@@ -460,6 +460,11 @@ impl ServiceConfig {
     }
 }
 
+/// The largest `batch_size`: a batch is written with one multi-row statement per table, and the
+/// widest table (26 columns) times this stays under SQLite's 32,766 bound parameters per statement
+/// (PostgreSQL allows 65,535).
+pub const MAX_BATCH_SIZE: usize = 1000;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsumerConfig {
@@ -477,7 +482,7 @@ pub struct ConsumerConfig {
 impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
-            batch_size: 256,
+            batch_size: 1000,
             ack_wait: Duration::from_secs(30),
             max_ack_pending: 20_000,
             retry_initial: Duration::from_secs(1),
@@ -638,8 +643,8 @@ impl Config {
             let service = self.service(product);
             let consumer = &service.consumer;
             let name = product.name();
-            if consumer.batch_size == 0 || consumer.batch_size > 10_000 {
-                problems.push(format!("{name}.consumer.batch_size: must be between 1 and 10000"));
+            if consumer.batch_size == 0 || consumer.batch_size > MAX_BATCH_SIZE {
+                problems.push(format!("{name}.consumer.batch_size: must be between 1 and {MAX_BATCH_SIZE}"));
             }
             if consumer.ack_wait < Duration::from_secs(5) {
                 problems.push(format!("{name}.consumer.ack_wait: must be at least 5s so a batch can finish"));
@@ -940,6 +945,21 @@ mod tests {
             .merge(Serialized::default("gateway_port_8080_tcp", "tcp://10.0.0.1:8080"));
         let config = Config::from_figment(&figment).expect("valid");
         assert_eq!(config.sms.consumer.batch_size, 7);
+    }
+
+    #[test]
+    fn batch_size_is_bounded_by_the_statement_parameter_limit() {
+        let with = |size: usize| {
+            let figment = Figment::from(Toml::string(DEFAULTS_TOML))
+                .merge(Serialized::default("voice.consumer.batch_size", size));
+            Config::from_figment(&figment)
+        };
+        assert_eq!(
+            with(MAX_BATCH_SIZE).expect("the maximum is allowed").voice.consumer.batch_size,
+            MAX_BATCH_SIZE
+        );
+        let errors = with(MAX_BATCH_SIZE + 1).expect_err("one more is refused").0.join("\n");
+        assert!(errors.contains("voice.consumer.batch_size: must be between 1 and 1000"), "{errors}");
     }
 
     #[test]

@@ -69,6 +69,15 @@ pub struct Database {
 
 /// SQLite waits this long for another writer before reporting "database is locked".
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
+/// Page cache per connection (SQLite's default is 2 MiB): a batch's upserts touch pages of every
+/// index; re-reading them from the WAL for every batch cost a quarter of the writer's time.
+const SQLITE_CACHE_KIB: u32 = 32 * 1024;
+/// Reads of the database file through a memory map instead of a `pread` per page. Address space,
+/// not memory: the pages are the kernel's page cache, shared by every connection.
+const SQLITE_MMAP_BYTES: u64 = 256 * 1024 * 1024;
+// The WAL checkpoint stays at SQLite's default (every 1000 pages, on the committing connection):
+// checkpointing every 8192 pages raised batch throughput but, as each checkpoint runs inside a
+// commit, raised the p99 of webhook → visible at 2,000 events/s from 15–23 ms to 42–55 ms.
 
 impl Database {
     /// Opens the database and applies `migrations`. SQLite files (and their directory) are created when
@@ -106,7 +115,9 @@ impl Database {
                         .execute(
                             format!(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON;"
+                                 PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; \
+                                 PRAGMA cache_size = -{SQLITE_CACHE_KIB}; PRAGMA mmap_size = {SQLITE_MMAP_BYTES}; \
+                                 PRAGMA temp_store = MEMORY;"
                             )
                             .as_str(),
                         )

@@ -1,5 +1,6 @@
 //! Synthetic events shaped like the provider's, for every product: many messages, each with several
-//! reports, duplicates and reordering, as real traffic has.
+//! reports, duplicates and reordering, as real traffic has. The benchmarks replay them, and the tests
+//! use them to fill batches of the largest allowed size.
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -8,14 +9,14 @@ use serde_json::json;
 use switchboard_events::{EventKind, Product};
 
 /// `count` events for `product`, shuffled with a fixed seed so every run replays the same sequence.
-pub(crate) fn events(product: Product, count: usize) -> Vec<(EventKind, Vec<u8>)> {
+pub fn events(product: Product, count: usize) -> Vec<(EventKind, Vec<u8>)> {
     let mut events: Vec<(EventKind, Vec<u8>)> = (0..count).map(|index| event(product, index)).collect();
     events.shuffle(&mut StdRng::seed_from_u64(0x5eed));
     events
 }
 
 /// The `index`th event of `product`'s workload.
-pub(crate) fn event(product: Product, index: usize) -> (EventKind, Vec<u8>) {
+pub fn event(product: Product, index: usize) -> (EventKind, Vec<u8>) {
     match product {
         Product::Sms => (EventKind::SmsMessageStatus, sms_status(index / 2, SMS_STATUSES[index % 2])),
         Product::Chat => {
@@ -95,7 +96,7 @@ pub(crate) fn event(product: Product, index: usize) -> (EventKind, Vec<u8>) {
 const SMS_STATUSES: [&str; 2] = ["SENT", "DELIVRD"];
 
 /// An sms delivery report for message number `message`.
-pub(crate) fn sms_status(message: usize, status: &str) -> Vec<u8> {
+pub fn sms_status(message: usize, status: &str) -> Vec<u8> {
     json!({
         "id": sms_id(message),
         "mobile": format!("9189{:08}", message % 100),
@@ -112,13 +113,13 @@ pub(crate) fn sms_status(message: usize, status: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-pub(crate) fn sms_id(message: usize) -> String {
+pub fn sms_id(message: usize) -> String {
     format!("b34e35ad-fe34-4a8b-977c-{message:012}:1")
 }
 
 /// A gateway and an sms service in this process, on their own nats-server and database.
-pub(crate) async fn sms_system() -> anyhow::Result<switchboard_tests::TestSystem> {
-    switchboard_tests::TestSystem::builder()
+pub async fn sms_system() -> anyhow::Result<crate::TestSystem> {
+    crate::TestSystem::builder()
         .components(&[switchboard::Component::Gateway, switchboard::Component::Service(Product::Sms)])
         .configure(unlimited)
         .start()
