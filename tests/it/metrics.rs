@@ -37,9 +37,16 @@ async fn metrics_count_what_happened_before_the_first_scrape() {
     let requests = sample(
         &text,
         "switchboard_gateway_requests_total",
-        &[r#"event="sms:message:status""#, r#"status="200""#],
+        &[r#"event="sms:message:status""#, r#"outcome="stored""#, r#"status="200""#],
     );
     assert!(requests.is_some_and(|count| count >= 1.0), "the accepted webhook is not counted:\n{text}");
+    // Every configured source's accepted series exist from the start, for every event.
+    let untouched = sample(
+        &text,
+        "switchboard_gateway_requests_total",
+        &[r#"event="contacts:subscriber:subscription""#, r#"outcome="duplicate""#, r#"status="200""#],
+    );
+    assert!(untouched.is_some(), "the series of an event not yet received is missing:\n{text}");
     let published = sample(&text, "switchboard_gateway_publish_seconds_count", &[]);
     assert!(published.is_some_and(|count| count >= 1.0), "the publish is not timed:\n{text}");
     let applied =

@@ -37,6 +37,7 @@ pub struct Gateway {
     pub dead_letters: DeadLetters,
     pub subjects: Subjects,
     pub limits: Limits,
+    pub metrics: crate::metrics::GatewayMetrics,
 }
 
 #[derive(Debug, Clone, Copy)]

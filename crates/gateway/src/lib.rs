@@ -13,6 +13,7 @@ pub mod convert;
 pub mod fuzzing;
 pub mod idle;
 pub mod ingest;
+pub mod metrics;
 pub mod publish;
 pub mod rate;
 pub mod tls;
@@ -35,12 +36,12 @@ use switchboard_runtime::dead_letter::DeadLetters;
 use switchboard_runtime::tokio_util::sync::CancellationToken;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tracing::Instrument as _;
 
 use crate::answer::Refusal;
 use crate::auth::{Authenticator, TrustedProxies};
 use crate::idle::PlainListener;
 use crate::ingest::{Delivery, Gateway, Limits, Outcome};
+use crate::metrics::{Answered, GatewayMetrics};
 use crate::publish::Publisher;
 use crate::rate::RateLimits;
 use crate::tls::TlsListener;
@@ -100,6 +101,7 @@ pub fn build(platform: &Platform) -> anyhow::Result<Built> {
         (None, None) => None,
         _ => anyhow::bail!("gateway.tls: cert_file and key_file go together"),
     };
+    let metrics = GatewayMetrics::new(config.sources.iter().map(|source| source.name.as_str()));
     let gateway = Gateway {
         authenticator,
         trusted_proxies: TrustedProxies::new(trusted_proxies),
@@ -108,6 +110,7 @@ pub fn build(platform: &Platform) -> anyhow::Result<Built> {
             platform.jetstream.clone(),
             platform.subjects.clone(),
             config.publish_timeout,
+            metrics.publish_seconds().clone(),
         ),
         dead_letters: DeadLetters::new(platform.jetstream.clone(), platform.subjects.clone(), COMPONENT),
         subjects: platform.subjects.clone(),
@@ -117,6 +120,7 @@ pub fn build(platform: &Platform) -> anyhow::Result<Built> {
             max_header_bytes: config.max_header_bytes,
             retry_after: config.retry_after,
         },
+        metrics,
     };
     Ok(Built { router: router(Arc::new(gateway), Arc::new(config.clone())), tls })
 }
@@ -196,7 +200,6 @@ async fn handle(state: AppState, path_event: Option<String>, request: Request) -
         headers: parts.headers,
         body,
     };
-    let span = tracing::info_span!("webhook", %request_id);
     let outcome = match state.permits.clone().try_acquire_owned() {
         Err(_) => Outcome {
             event: None,
@@ -208,9 +211,9 @@ async fn handle(state: AppState, path_event: Option<String>, request: Request) -
             }),
         },
         Ok(_permit) => {
-            let _in_flight = InFlight::enter();
+            let _in_flight = state.gateway.metrics.in_flight();
             let work = state.gateway.clone().ingest(delivery, request_id.clone());
-            match tokio::time::timeout(state.config.request_timeout, work).instrument(span.clone()).await {
+            match tokio::time::timeout(state.config.request_timeout, work).await {
                 Ok(outcome) => outcome,
                 Err(_) => Outcome {
                     event: None,
@@ -224,49 +227,33 @@ async fn handle(state: AppState, path_event: Option<String>, request: Request) -
             }
         }
     };
-    let _entered = span.enter();
     let event = outcome.event.map(|kind| kind.as_str()).unwrap_or("unknown");
-    let source = outcome.source.unwrap_or_else(|| "none".to_owned());
+    let source = outcome.source.as_deref();
     let elapsed = started.elapsed();
-    let (mut response, outcome_label) = match outcome.result {
+    let (mut response, answered) = match outcome.result {
         Ok(accepted) => {
-            tracing::debug!(event, %source, seq = accepted.seq, duplicate = accepted.duplicate, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "event stored");
-            let label = if accepted.duplicate { "duplicate" } else { "stored" };
-            (axum::Json(accepted).into_response(), label)
+            tracing::debug!(%request_id, event, source, seq = accepted.seq, duplicate = accepted.duplicate, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "event stored");
+            let answered = if accepted.duplicate { Answered::Duplicate } else { Answered::Stored };
+            (axum::Json(accepted).into_response(), answered)
         }
         Err(refusal) => {
-            let label = refusal.code();
-            tracing::info!(event, %source, status = refusal.status().as_u16(), reason = %refusal.message(), "request refused");
-            (refusal.into_response(&request_id), label)
+            let code = refusal.code();
+            tracing::info!(%request_id, event, source = source.unwrap_or("none"), status = refusal.status().as_u16(), reason = %refusal.message(), "request refused");
+            (refusal.into_response(&request_id), Answered::Refused(code))
         }
     };
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("switchboard_gateway_requests_total", "event" => event, "source" => source.clone(), "outcome" => outcome_label, "status" => status).increment(1);
-    metrics::counter!("switchboard_gateway_received_bytes_total", "source" => source)
-        .increment(outcome.received_bytes as u64);
-    metrics::histogram!("switchboard_gateway_request_seconds", "event" => event)
-        .record(elapsed.as_secs_f64());
+    state.gateway.metrics.request(
+        outcome.event,
+        source,
+        answered,
+        response.status().as_u16(),
+        outcome.received_bytes,
+        elapsed,
+    );
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
     response
-}
-
-/// Counts a request in `switchboard_gateway_in_flight` until dropped, also when the caller hangs up
-/// and the request's future is dropped half-way.
-struct InFlight;
-
-impl InFlight {
-    fn enter() -> InFlight {
-        metrics::gauge!("switchboard_gateway_in_flight").increment(1.0);
-        InFlight
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        metrics::gauge!("switchboard_gateway_in_flight").decrement(1.0);
-    }
 }
 
 /// The caller's `x-request-id` when it is a sane token, otherwise a new one.

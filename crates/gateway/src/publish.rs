@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
+use metrics::Histogram;
 use switchboard_events::{EventKind, Subjects, headers};
 
 use crate::auth::Authenticated;
@@ -46,11 +47,18 @@ pub struct Publisher {
     jetstream: jetstream::Context,
     subjects: Subjects,
     timeout: Duration,
+    /// `switchboard_gateway_publish_seconds`.
+    ack_seconds: Histogram,
 }
 
 impl Publisher {
-    pub fn new(jetstream: jetstream::Context, subjects: Subjects, timeout: Duration) -> Publisher {
-        Publisher { jetstream, subjects, timeout }
+    pub fn new(
+        jetstream: jetstream::Context,
+        subjects: Subjects,
+        timeout: Duration,
+        ack_seconds: Histogram,
+    ) -> Publisher {
+        Publisher { jetstream, subjects, timeout, ack_seconds }
     }
 
     /// Publishes and waits for the stream's acknowledgement. Only an acknowledged event is `Ok`.
@@ -85,7 +93,7 @@ impl Publisher {
             ack_future.await.map_err(|error| PublishError::Refused(error.to_string()))
         })
         .await;
-        metrics::histogram!("switchboard_gateway_publish_seconds").record(started.elapsed().as_secs_f64());
+        self.ack_seconds.record(started.elapsed().as_secs_f64());
         match outcome {
             Ok(Ok(ack)) => Ok(Stored { sequence: ack.sequence, duplicate: ack.duplicate }),
             Ok(Err(error)) => Err(error),
