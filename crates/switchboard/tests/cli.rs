@@ -466,9 +466,13 @@ async fn rebuild_replays_the_stream_into_a_database_that_answers_like_the_live_o
         .await;
 
     let live = wait_until("the live service to apply every report", WAIT, || async {
+        // Both answers must already show the last report: the list is read before the gets, so a
+        // list taken while the last report was being applied would otherwise be stale.
         let (listed, got) = sms_answers(&system).await;
-        let done = got.len() == 3 && got.iter().any(|message| message.stream_sequence == last);
-        done.then_some((listed, got))
+        let shows_last = |messages: &[switchboard_proto::sms::Message]| {
+            messages.len() == 3 && messages.iter().any(|message| message.stream_sequence == last)
+        };
+        (shows_last(&listed) && shows_last(&got)).then_some((listed, got))
     })
     .await;
 
