@@ -1,13 +1,14 @@
 //! Opening a database (SQLite or PostgreSQL) with bounded pools and timeouts.
 
 use std::path::Path;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use sqlx::AnyPool;
 use sqlx::Executor;
 use sqlx::any::AnyPoolOptions;
 use switchboard_runtime::Secret;
+use switchboard_runtime::tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::StoreError;
 use crate::migrate::{MigrationFiles, run_migrations};
@@ -65,6 +66,8 @@ impl Default for PoolSettings {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    /// Stops the SQLite checkpoint task when the last clone of the database is dropped.
+    _checkpoints: Option<Arc<DropGuard>>,
 }
 
 /// SQLite waits this long for another writer before reporting "database is locked".
@@ -75,9 +78,16 @@ const SQLITE_CACHE_KIB: u32 = 32 * 1024;
 /// Reads of the database file through a memory map instead of a `pread` per page. Address space,
 /// not memory: the pages are the kernel's page cache, shared by every connection.
 const SQLITE_MMAP_BYTES: u64 = 256 * 1024 * 1024;
-// The WAL checkpoint stays at SQLite's default (every 1000 pages, on the committing connection):
-// checkpointing every 8192 pages raised batch throughput but, as each checkpoint runs inside a
-// commit, raised the p99 of webhook → visible at 2,000 events/s from 15–23 ms to 42–55 ms.
+/// How often a background task copies the WAL into the database file (a passive checkpoint, which
+/// never blocks the writer or readers). SQLite's own checkpoint runs inside the commit that crosses
+/// 1000 WAL pages: that was a tenth of the writer's time and, when made rarer, the p99 of webhook →
+/// visible. Four times a second, off the commit path, a page is copied once however often it changed.
+const SQLITE_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+/// The commit still checkpoints when the WAL reaches this many pages (64 MiB): only if the background
+/// checkpoints fall behind (or are not running, as in a tool that opens the database briefly).
+const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+/// A WAL that grew past this during a burst is truncated back to it after a checkpoint.
+const SQLITE_WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Database {
     /// Opens the database and applies `migrations`. SQLite files (and their directory) are created when
@@ -117,7 +127,9 @@ impl Database {
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                                  PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; \
                                  PRAGMA cache_size = -{SQLITE_CACHE_KIB}; PRAGMA mmap_size = {SQLITE_MMAP_BYTES}; \
-                                 PRAGMA temp_store = MEMORY;"
+                                 PRAGMA temp_store = MEMORY; \
+                                 PRAGMA wal_autocheckpoint = {SQLITE_AUTOCHECKPOINT_PAGES}; \
+                                 PRAGMA journal_size_limit = {SQLITE_WAL_SIZE_LIMIT_BYTES};"
                             )
                             .as_str(),
                         )
@@ -129,7 +141,12 @@ impl Database {
         };
         let pool =
             options.connect(url.expose()).await.map_err(|source| StoreError::Connect { backend, source })?;
-        Ok(Database { pool, backend })
+        let checkpoints = (backend == Backend::Sqlite).then(|| {
+            let stop = CancellationToken::new();
+            tokio::spawn(checkpoint_periodically(pool.clone(), stop.clone()));
+            Arc::new(stop.drop_guard())
+        });
+        Ok(Database { pool, backend, _checkpoints: checkpoints })
     }
 
     pub async fn migrate(&self, migrations: &[MigrationFiles]) -> Result<(), StoreError> {
@@ -152,6 +169,30 @@ impl Database {
     /// Waits for connections in use to be returned, then closes them.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Passive WAL checkpoints every [`SQLITE_CHECKPOINT_INTERVAL`] until `stop` or the pool is closed.
+/// A failed checkpoint is only logged: the next one (or the commit's own, past the WAL limit)
+/// catches up.
+async fn checkpoint_periodically(pool: AnyPool, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(SQLITE_CHECKPOINT_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::debug!(%error, "WAL checkpoint failed");
+        }
     }
 }
 
