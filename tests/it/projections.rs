@@ -7,7 +7,7 @@ use switchboard_events::{EventKind, TimeZoneSetting, decode_as};
 use switchboard_sms::consumer::report_row;
 use switchboard_sms::store::{self, MessageRow};
 use switchboard_store::{Database, PoolSettings};
-use switchboard_tests::projection::{apply_in_batches, delivery};
+use switchboard_tests::projection::{apply_in_batches, delivery, latest_changes};
 use switchboard_tests::{TestBackend, TestDatabase};
 
 fn rows(events: &[(u64, String)]) -> Vec<MessageRow> {
@@ -95,10 +95,14 @@ async fn sms_state_is_a_function_of_the_set_of_reports() {
                     state_bits ^= state_bits << 17;
                     shuffled.swap(index, (state_bits % (index as u64 + 1)) as usize);
                 }
-                apply_in_batches(&sorted, &in_order, &[1], store::write_reports).await;
-                apply_in_batches(&mixed, &shuffled, &batch_sizes, store::write_reports).await;
+                let sorted_changes = apply_in_batches(&sorted, &in_order, &[1], store::write_reports).await;
+                let mixed_changes = apply_in_batches(&mixed, &shuffled, &batch_sizes, store::write_reports).await;
                 let expected = state(&sorted, &id).await;
                 let actual = state(&mixed, &id).await;
+                // What watchers were told last is what is stored.
+                for changes in [sorted_changes, mixed_changes] {
+                    prop_assert_eq!(latest_changes(changes, |row| row.id.clone()), Vec::from_iter(expected.0.clone()));
+                }
                 prop_assert_eq!(&actual, &expected, "shuffled {:?} in batches {:?}", shuffled.iter().map(|row| (&row.status, row.stream_sequence)).collect::<Vec<_>>(), batch_sizes);
                 // And the stored winner is the one the Rust rule picks.
                 let winner = in_order.iter().skip(1).fold(in_order[0].clone(), |current, next| {

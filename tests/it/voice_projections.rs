@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use switchboard_events::{EventKind, TimeZoneSetting, decode_as};
 use switchboard_store::{Database, PoolSettings};
-use switchboard_tests::projection::{apply_in_batches, delivery};
+use switchboard_tests::projection::{apply_in_batches, delivery, latest_changes};
 use switchboard_tests::{TestBackend, TestDatabase};
 use switchboard_voice::consumer::call_row;
 use switchboard_voice::store::{self, CallRow, EventRow};
@@ -109,8 +109,15 @@ async fn voice_state_is_a_function_of_the_set_of_records() {
                     state_bits ^= state_bits << 17;
                     shuffled.swap(index, (state_bits % (index as u64 + 1)) as usize);
                 }
-                apply_in_batches(&sorted, &in_order, &[1], store::write_calls).await;
-                apply_in_batches(&mixed, &shuffled, &batch_sizes, store::write_calls).await;
+                let sorted_changes = apply_in_batches(&sorted, &in_order, &[1], store::write_calls).await;
+                let mixed_changes = apply_in_batches(&mixed, &shuffled, &batch_sizes, store::write_calls).await;
+                // What watchers were told last is what is stored.
+                for changes in [sorted_changes, mixed_changes] {
+                    for call in latest_changes(changes, |row| row.mid.clone()) {
+                        let stored = store::get_call(&sorted, &call.mid).await.expect("get");
+                        prop_assert_eq!(Some(&call), stored.as_ref());
+                    }
+                }
                 let mut outcome = Ok(());
                 for mid in &mids {
                     let expected = state(&sorted, mid).await;

@@ -22,23 +22,35 @@ pub fn delivery(kind: EventKind, sequence: u64, body: &str, spacing: i64) -> Del
 }
 
 /// Writes `rows` with `write` in consecutive transactions of the given sizes (cycled), as the
-/// consumer writes fetched batches.
+/// consumer writes fetched batches, and returns the rows each batch's write reported as changed.
 pub async fn apply_in_batches<T, R>(
     database: &Database,
     rows: &[T],
     batch_sizes: &[usize],
-    write: impl AsyncFn(&mut AnyConnection, &[T]) -> Result<R, sqlx::Error>,
-) {
+    write: impl AsyncFn(&mut AnyConnection, &[T]) -> Result<Vec<R>, sqlx::Error>,
+) -> Vec<R> {
+    let mut changed = Vec::new();
     let mut start = 0;
     let mut sizes = batch_sizes.iter().cycle();
     while start < rows.len() {
         let size = (*sizes.next().unwrap_or(&1)).max(1);
         let end = (start + size).min(rows.len());
         let mut transaction = database.pool().begin().await.expect("begin");
-        write(&mut transaction, &rows[start..end]).await.expect("write");
+        changed.extend(write(&mut transaction, &rows[start..end]).await.expect("write"));
         transaction.commit().await.expect("commit");
         start = end;
     }
+    changed
+}
+
+/// The last change reported for every key, in key order: what a watcher that applied every change
+/// holds at the end, which must be what the database holds.
+pub fn latest_changes<R, K: Ord>(changed: Vec<R>, key: impl Fn(&R) -> K) -> Vec<R> {
+    let mut latest = std::collections::BTreeMap::new();
+    for row in changed {
+        latest.insert(key(&row), row);
+    }
+    latest.into_values().collect()
 }
 
 /// One service's projection over its own database, as its consumer runs it: for the tests and

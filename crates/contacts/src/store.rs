@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
-    Backend, Conditions, Database, MigrationFiles, current_state_update, like_prefix, one_row_per_key,
-    values_rows,
+    Backend, Conditions, Database, MigrationFiles, current_rows_returned, current_state_update, like_prefix,
+    one_row_per_key, values_list, values_rows,
 };
 
 use crate::model::{Precedence, beats_sql, identity_key, name_key};
@@ -287,7 +287,7 @@ async fn write_contacts(
             })
             .or_insert((version.first_received_at, version.last_received_at));
     }
-    let winners: Vec<ContactRow> = one_row_per_key(
+    let winners: BTreeMap<String, ContactRow> = one_row_per_key(
         versions,
         |version| version.id.as_str(),
         |candidate, kept| candidate.precedence().beats(&kept.precedence()),
@@ -298,7 +298,7 @@ async fn write_contacts(
         if let Some((first, last)) = receive_bounds.get(winner.id.as_str()) {
             (row.first_received_at, row.last_received_at) = (*first, *last);
         }
-        row
+        (row.id.clone(), row)
     })
     .collect();
 
@@ -312,21 +312,52 @@ async fn write_contacts(
     let sql = format!(
         "INSERT INTO contacts ({}) VALUES {} \
          ON CONFLICT (id) DO UPDATE SET {assignments} WHERE {changed} \
-         RETURNING {}",
+         RETURNING id, stream_sequence, first_received_at, last_received_at",
         CONTACT_COLUMNS.join(", "),
         values_rows(Backend::of(connection), winners.len(), CONTACT_COLUMNS.len()),
-        select_list()
     );
     let mut query = sqlx::query(&sql);
-    for row in &winners {
+    for row in winners.values() {
         for column in CONTACT_COLUMNS {
             query = bind_column(query, row, column);
         }
     }
-    let changed = query.fetch_all(&mut *connection).await?;
-    let mut changed: Vec<ContactRow> = changed.iter().map(contact_from_sql).collect::<Result<_, _>>()?;
+    let returned = query.fetch_all(&mut *connection).await?;
+    let (mut changed, kept_their_version) = current_rows_returned(
+        winners,
+        &returned,
+        |row| row.try_get("id"),
+        |winner| winner.stream_sequence,
+        |winner, row| {
+            winner.first_received_at = row.try_get("first_received_at")?;
+            winner.last_received_at = row.try_get("last_received_at")?;
+            Ok(())
+        },
+    )?;
+    changed.extend(read_contacts(connection, &kept_their_version).await?);
     changed.sort_by(|left, right| left.id.cmp(&right.id));
     Ok(changed)
+}
+
+/// The stored rows of `ids`, inside the caller's transaction.
+async fn read_contacts(
+    connection: &mut AnyConnection,
+    ids: &[String],
+) -> Result<Vec<ContactRow>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {} FROM contacts WHERE id IN ({})",
+        select_list(),
+        values_list(Backend::of(connection), ids.len())
+    );
+    let mut query = sqlx::query(&sql);
+    for id in ids {
+        query = query.bind(id.clone());
+    }
+    let rows = query.fetch_all(&mut *connection).await?;
+    rows.iter().map(contact_from_sql).collect()
 }
 
 /// Attribute rows per INSERT: three values each, well under both backends' limit on bound values.

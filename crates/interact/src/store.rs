@@ -3,6 +3,7 @@
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
     Backend, Conditions, Database, MigrationFiles, epoch_day_sql, one_row_per_key, values_rows,
+    written_rows_returned,
 };
 
 use crate::model::{replaces, replaces_sql};
@@ -103,7 +104,7 @@ pub async fn write_messages(
     let sql = format!(
         "INSERT INTO vmn_messages ({MESSAGE_COLUMNS}) VALUES {} \
          ON CONFLICT (id) DO UPDATE SET {} WHERE {replaced} \
-         RETURNING {MESSAGE_COLUMNS}",
+         RETURNING id",
         values_rows(Backend::of(connection), earliest.len(), 22),
         assignments.join(", ")
     );
@@ -128,8 +129,8 @@ pub async fn write_messages(
             .bind(row.stream_sequence)
             .bind(row.raw_json.clone());
     }
-    let changed = query.fetch_all(&mut *connection).await?;
-    changed.iter().map(message_from_sql).collect()
+    let returned = query.fetch_all(&mut *connection).await?;
+    written_rows_returned(earliest.into_values(), |row| row.id.clone(), &returned, |row| row.try_get("id"))
 }
 
 fn message_from_sql(row: &AnyRow) -> Result<MessageRow, sqlx::Error> {

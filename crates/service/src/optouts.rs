@@ -16,7 +16,7 @@ use switchboard_proto::common::{
 use switchboard_runtime::consumer::Delivery;
 use switchboard_runtime::grpc;
 use switchboard_store::sqlx::{self, AnyConnection, Row};
-use switchboard_store::{Backend, Conditions, Database, MigrationFiles, values_rows};
+use switchboard_store::{Backend, Conditions, Database, MigrationFiles, values_rows, written_rows_returned};
 use tonic::Status;
 
 use crate::status::from_query_error;
@@ -129,7 +129,7 @@ pub async fn store(
          status = excluded.status, received_at = excluded.received_at, \
          stream_sequence = excluded.stream_sequence, raw_json = excluded.raw_json \
          WHERE excluded.stream_sequence < opt_outs.stream_sequence \
-         RETURNING {COLUMNS}",
+         RETURNING channel, id",
         values_rows(Backend::of(connection), earliest.len(), 11)
     );
     let mut query = sqlx::query(&sql);
@@ -147,8 +147,13 @@ pub async fn store(
             .bind(row.stream_sequence)
             .bind(row.raw_json.clone());
     }
-    let changed = query.fetch_all(&mut *connection).await?;
-    changed.iter().map(row_from_sql).collect()
+    let returned = query.fetch_all(&mut *connection).await?;
+    written_rows_returned(
+        earliest.into_values(),
+        |row| (row.channel.clone(), row.id.clone()),
+        &returned,
+        |row| Ok((row.try_get("channel")?, row.try_get("id")?)),
+    )
 }
 
 fn row_from_sql(row: &sqlx::any::AnyRow) -> Result<OptOutRow, sqlx::Error> {

@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
-use switchboard_store::{Backend, Conditions, Database, MigrationFiles, current_state_update, values_rows};
+use switchboard_store::{
+    Backend, Conditions, Database, MigrationFiles, current_rows_returned, current_state_update, values_list,
+    values_rows,
+};
 
 use crate::model::{Precedence, beats_sql};
 
@@ -168,11 +171,11 @@ async fn write_messages(
 ) -> Result<Vec<MessageRow>, sqlx::Error> {
     // Reduce the batch to one row per message: the winner, with the batch's first and last receive
     // times (PostgreSQL refuses to touch a row twice in one statement).
-    let mut winners: BTreeMap<&str, MessageRow> = BTreeMap::new();
+    let mut winners: BTreeMap<String, MessageRow> = BTreeMap::new();
     for report in reports {
         match winners.get_mut(report.id.as_str()) {
             None => {
-                winners.insert(report.id.as_str(), report.clone());
+                winners.insert(report.id.clone(), report.clone());
             }
             Some(kept) => {
                 let first = kept.first_received_at.min(report.first_received_at);
@@ -195,7 +198,7 @@ async fn write_messages(
     let sql = format!(
         "INSERT INTO sms_messages ({MESSAGE_COLUMNS}) VALUES {} \
          ON CONFLICT (id) DO UPDATE SET {assignments} WHERE {changed} \
-         RETURNING {MESSAGE_COLUMNS}",
+         RETURNING id, stream_sequence, first_received_at, last_received_at",
         values_rows(Backend::of(connection), winners.len(), 23),
     );
     let mut query = sqlx::query(&sql);
@@ -225,8 +228,41 @@ async fn write_messages(
             .bind(row.stream_sequence)
             .bind(row.raw_json.clone());
     }
-    let changed = query.fetch_all(&mut *connection).await?;
-    changed.iter().map(message_from_sql).collect()
+    let returned = query.fetch_all(&mut *connection).await?;
+    let (mut changed, kept_their_report) = current_rows_returned(
+        winners,
+        &returned,
+        |row| row.try_get("id"),
+        |winner| winner.stream_sequence,
+        |winner, row| {
+            winner.first_received_at = row.try_get("first_received_at")?;
+            winner.last_received_at = row.try_get("last_received_at")?;
+            Ok(())
+        },
+    )?;
+    changed.extend(read_messages(connection, &kept_their_report).await?);
+    changed.sort_by(|left, right| left.id.cmp(&right.id));
+    Ok(changed)
+}
+
+/// The stored rows of `ids`, inside the caller's transaction.
+async fn read_messages(
+    connection: &mut AnyConnection,
+    ids: &[String],
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM sms_messages WHERE id IN ({})",
+        values_list(Backend::of(connection), ids.len())
+    );
+    let mut query = sqlx::query(&sql);
+    for id in ids {
+        query = query.bind(id.clone());
+    }
+    let rows = query.fetch_all(&mut *connection).await?;
+    rows.iter().map(message_from_sql).collect()
 }
 
 fn message_from_sql(row: &AnyRow) -> Result<MessageRow, sqlx::Error> {

@@ -53,6 +53,15 @@ pub fn values_rows(backend: Backend, rows: usize, columns: usize) -> String {
     text
 }
 
+/// `count` placeholders separated by commas, for `IN (…)`: `$1, $2` on PostgreSQL, `?, ?` on SQLite
+/// (see [`values_rows`] for why SQLite's are anonymous).
+pub fn values_list(backend: Backend, count: usize) -> String {
+    match backend {
+        Backend::Postgres => (1..=count).map(|index| format!("${index}")).collect::<Vec<_>>().join(", "),
+        Backend::Sqlite => vec!["?"; count].join(", "),
+    }
+}
+
 /// The `SET` list and `WHERE` condition of an `ON CONFLICT … DO UPDATE` that keeps a row's current
 /// state, for `INSERT … ON CONFLICT (key) DO UPDATE SET {set} WHERE {condition}`:
 ///
@@ -113,6 +122,52 @@ pub fn one_row_per_key<'a, K: Ord, T>(
         }
     }
     kept
+}
+
+/// The rows of an upsert that replaces every column and that its `RETURNING` named (by key): as a
+/// changed row is then exactly the row written, the statement only needs to return keys, not every
+/// column (reading whole rows back cost more than the upsert itself).
+pub fn written_rows_returned<'a, T: Clone + 'a, K: Ord>(
+    written: impl IntoIterator<Item = &'a T>,
+    written_key: impl Fn(&T) -> K,
+    returned: &[sqlx::any::AnyRow],
+    returned_key: impl Fn(&sqlx::any::AnyRow) -> Result<K, sqlx::Error>,
+) -> Result<Vec<T>, sqlx::Error> {
+    let named = returned.iter().map(returned_key).collect::<Result<std::collections::BTreeSet<K>, _>>()?;
+    Ok(written.into_iter().filter(|row| named.contains(&written_key(row))).cloned().collect())
+}
+
+/// What a current-state upsert ([`current_state_update`]) changed, from a `RETURNING` of only the key,
+/// `stream_sequence` and the columns the database merges (earliest and latest values):
+///
+/// * a returned row that holds this batch's winner for its key (the same stream sequence) is that
+///   winner with the merged columns taken from the database (`merge`);
+/// * a returned row that kept the report it had (only merged columns changed) is not known whole:
+///   its key is in the second list, for the caller to read back.
+///
+/// Whole rows are rarely needed, and returning every column of every row cost more than the upsert.
+pub fn current_rows_returned<K: Ord, T>(
+    mut winners: std::collections::BTreeMap<K, T>,
+    returned: &[sqlx::any::AnyRow],
+    returned_key: impl Fn(&sqlx::any::AnyRow) -> Result<K, sqlx::Error>,
+    stream_sequence: impl Fn(&T) -> i64,
+    merge: impl Fn(&mut T, &sqlx::any::AnyRow) -> Result<(), sqlx::Error>,
+) -> Result<(Vec<T>, Vec<K>), sqlx::Error> {
+    use sqlx::Row as _;
+    let mut changed = Vec::with_capacity(returned.len());
+    let mut kept_their_report = Vec::new();
+    for row in returned {
+        let key = returned_key(row)?;
+        let sequence: i64 = row.try_get("stream_sequence")?;
+        match winners.remove(&key) {
+            Some(mut winner) if stream_sequence(&winner) == sequence => {
+                merge(&mut winner, row)?;
+                changed.push(winner);
+            }
+            _ => kept_their_report.push(key),
+        }
+    }
+    Ok((changed, kept_their_report))
 }
 
 /// A `LIKE` pattern matching values that start with `prefix`, with `%`, `_` and `\` in the prefix

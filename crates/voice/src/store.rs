@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
-use switchboard_store::{Backend, Conditions, Database, MigrationFiles, current_state_update, values_rows};
+use switchboard_store::{
+    Backend, Conditions, Database, MigrationFiles, current_rows_returned, current_state_update, values_list,
+    values_rows,
+};
 
 use crate::model::{Precedence, beats_sql};
 
@@ -177,11 +180,11 @@ async fn write_current(
 ) -> Result<Vec<CallRow>, sqlx::Error> {
     // Reduce the batch to one row per call: the winner, with the batch's first and last receive
     // times (PostgreSQL refuses to touch a row twice in one statement).
-    let mut winners: BTreeMap<&str, CallRow> = BTreeMap::new();
+    let mut winners: BTreeMap<String, CallRow> = BTreeMap::new();
     for record in records {
         match winners.get_mut(record.mid.as_str()) {
             None => {
-                winners.insert(record.mid.as_str(), record.clone());
+                winners.insert(record.mid.clone(), record.clone());
             }
             Some(kept) => {
                 let first = kept.first_received_at.min(record.first_received_at);
@@ -204,7 +207,7 @@ async fn write_current(
     let sql = format!(
         "INSERT INTO voice_calls ({CALL_COLUMNS}) VALUES {} \
          ON CONFLICT (mid) DO UPDATE SET {assignments} WHERE {changed} \
-         RETURNING {CALL_COLUMNS}",
+         RETURNING mid, stream_sequence, first_received_at, last_received_at",
         values_rows(Backend::of(connection), winners.len(), CALL_COLUMN_COUNT),
     );
     let mut query = sqlx::query(&sql);
@@ -237,8 +240,38 @@ async fn write_current(
             .bind(row.stream_sequence)
             .bind(row.raw_json.clone());
     }
-    let changed = query.fetch_all(&mut *connection).await?;
-    changed.iter().map(call_from_sql).collect()
+    let returned = query.fetch_all(&mut *connection).await?;
+    let (mut changed, kept_their_record) = current_rows_returned(
+        winners,
+        &returned,
+        |row| row.try_get("mid"),
+        |winner| winner.stream_sequence,
+        |winner, row| {
+            winner.first_received_at = row.try_get("first_received_at")?;
+            winner.last_received_at = row.try_get("last_received_at")?;
+            Ok(())
+        },
+    )?;
+    changed.extend(read_calls(connection, &kept_their_record).await?);
+    changed.sort_by(|left, right| left.mid.cmp(&right.mid));
+    Ok(changed)
+}
+
+/// The stored rows of `mids`, inside the caller's transaction.
+async fn read_calls(connection: &mut AnyConnection, mids: &[String]) -> Result<Vec<CallRow>, sqlx::Error> {
+    if mids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {CALL_COLUMNS} FROM voice_calls WHERE mid IN ({})",
+        values_list(Backend::of(connection), mids.len())
+    );
+    let mut query = sqlx::query(&sql);
+    for mid in mids {
+        query = query.bind(mid.clone());
+    }
+    let rows = query.fetch_all(&mut *connection).await?;
+    rows.iter().map(call_from_sql).collect()
 }
 
 fn call_from_sql(row: &AnyRow) -> Result<CallRow, sqlx::Error> {

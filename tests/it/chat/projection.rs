@@ -9,7 +9,7 @@ use switchboard_chat::store::{self, OutboundRow};
 use switchboard_events::chat::ChatStatus;
 use switchboard_events::{EventKind, TimeZoneSetting, decode_as};
 use switchboard_store::{Database, PoolSettings, sqlx};
-use switchboard_tests::projection::{apply_in_batches, delivery};
+use switchboard_tests::projection::{apply_in_batches, delivery, latest_changes};
 use switchboard_tests::{TestBackend, TestDatabase};
 
 fn rows(events: &[(u64, String)]) -> Vec<OutboundRow> {
@@ -120,10 +120,16 @@ async fn chat_status_state_is_a_function_of_the_set_of_events() {
 
                 clear(sorted).await;
                 clear(mixed).await;
-                apply_in_batches(sorted, &in_order, &[1], store::write_statuses).await;
-                apply_in_batches(mixed, &shuffled, &batch_sizes, store::write_statuses).await;
+                let sorted_changes = apply_in_batches(sorted, &in_order, &[1], store::write_statuses).await;
+                let mixed_changes =
+                    apply_in_batches(mixed, &shuffled, &batch_sizes, store::write_statuses).await;
                 let expected = state(sorted).await;
                 let actual = state(mixed).await;
+                // What watchers were told last is what is stored.
+                for changes in [sorted_changes, mixed_changes] {
+                    let latest = latest_changes(changes, |row| (row.channel.clone(), row.id.clone()));
+                    prop_assert_eq!(latest, Vec::from_iter(expected.0.clone()));
+                }
                 prop_assert_eq!(
                     &actual,
                     &expected,

@@ -7,7 +7,7 @@ use switchboard_contacts::consumer::version_row;
 use switchboard_contacts::store::{self, ContactFilter, ContactRow};
 use switchboard_events::{EventKind, TimeZoneSetting, decode_as};
 use switchboard_store::{Database, PoolSettings, sqlx};
-use switchboard_tests::projection::{apply_in_batches, delivery};
+use switchboard_tests::projection::{apply_in_batches, delivery, latest_changes};
 use switchboard_tests::{TestBackend, TestDatabase};
 
 use super::contact;
@@ -117,10 +117,17 @@ async fn contacts_state_is_a_function_of_the_set_of_versions() {
                             .expect("emptied");
                     }
                 }
-                apply_in_batches(sorted, &in_order, &[1], store::write_versions).await;
-                apply_in_batches(mixed, &shuffled, &batch_sizes, store::write_versions).await;
+                let sorted_changes = apply_in_batches(sorted, &in_order, &[1], store::write_versions).await;
+                let mixed_changes =
+                    apply_in_batches(mixed, &shuffled, &batch_sizes, store::write_versions).await;
                 let expected = state(sorted).await;
                 let actual = state(mixed).await;
+                // What watchers were told last is what is stored.
+                let mut stored = expected.0.clone();
+                stored.sort_by(|left, right| left.id.cmp(&right.id));
+                for changes in [sorted_changes, mixed_changes] {
+                    prop_assert_eq!(&latest_changes(changes, |row| row.id.clone()), &stored);
+                }
                 prop_assert_eq!(&actual, &expected, "order {:?} in batches {:?}", order, batch_sizes);
                 // The stored contact is the version the Rust rule picks, and its attributes are the
                 // filter rows.

@@ -7,7 +7,7 @@ use switchboard_events::{EventKind, TimeZoneSetting, decode_as};
 use switchboard_interact::consumer::message_row;
 use switchboard_interact::store::{self, KeywordCell, MessageRow};
 use switchboard_store::{Conditions, Database, PoolSettings, sqlx};
-use switchboard_tests::projection::{apply_in_batches, delivery};
+use switchboard_tests::projection::{apply_in_batches, delivery, latest_changes};
 use switchboard_tests::{TestBackend, TestDatabase};
 
 use super::vmn;
@@ -96,10 +96,17 @@ async fn interact_state_is_a_function_of_the_set_of_deliveries() {
                 for database in [sorted, mixed] {
                     sqlx::query("DELETE FROM vmn_messages").execute(database.pool()).await.expect("emptied");
                 }
-                apply_in_batches(sorted, &in_order, &[1], store::write_messages).await;
-                apply_in_batches(mixed, &shuffled, &batch_sizes, store::write_messages).await;
+                let sorted_changes = apply_in_batches(sorted, &in_order, &[1], store::write_messages).await;
+                let mixed_changes =
+                    apply_in_batches(mixed, &shuffled, &batch_sizes, store::write_messages).await;
                 let expected = state(sorted).await;
                 let actual = state(mixed).await;
+                // What watchers were told last is what is stored.
+                let mut stored = expected.0.clone();
+                stored.sort_by(|left, right| left.id.cmp(&right.id));
+                for changes in [sorted_changes, mixed_changes] {
+                    prop_assert_eq!(&latest_changes(changes, |row| row.id.clone()), &stored);
+                }
                 prop_assert_eq!(&actual, &expected, "order {:?} in batches {:?}", order, batch_sizes);
                 // And each stored message is the earliest delivery of its id.
                 for message in &expected.0 {

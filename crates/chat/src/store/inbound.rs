@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
-use switchboard_store::{Backend, Conditions, Database, values_rows};
+use switchboard_store::{Backend, Conditions, Database, values_rows, written_rows_returned};
 
 /// One inbound message as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +85,7 @@ pub async fn write_inbound(
         "INSERT INTO chat_inbound ({INBOUND_COLUMNS}) VALUES {} \
          ON CONFLICT (channel, id) DO UPDATE SET {} \
          WHERE excluded.stream_sequence < chat_inbound.stream_sequence \
-         RETURNING {INBOUND_COLUMNS}",
+         RETURNING channel, id",
         values_rows(Backend::of(connection), earliest.len(), INBOUND_COLUMN_COUNT),
         assignments.join(", ")
     );
@@ -111,8 +111,13 @@ pub async fn write_inbound(
             .bind(row.payload_json.clone())
             .bind(row.raw_json.clone());
     }
-    let changed = query.fetch_all(&mut *connection).await?;
-    changed.iter().map(|row| inbound_from_sql(row, "")).collect()
+    let returned = query.fetch_all(&mut *connection).await?;
+    written_rows_returned(
+        earliest.into_values(),
+        |row| (row.channel.clone(), row.id.clone()),
+        &returned,
+        |row| Ok((row.try_get("channel")?, row.try_get("id")?)),
+    )
 }
 
 /// Reads an inbound row whose columns carry `prefix` (empty for a plain `SELECT`).

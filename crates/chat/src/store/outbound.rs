@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
-use switchboard_store::{Backend, Conditions, Database, current_state_update, values_rows};
+use switchboard_store::{
+    Backend, Conditions, Database, current_rows_returned, current_state_update, values_rows,
+};
 
 use super::prefixed;
 use crate::model::{MILESTONE_COLUMNS, Milestones, Precedence, beats_sql};
@@ -150,11 +152,11 @@ async fn write_messages(
 ) -> Result<Vec<OutboundRow>, sqlx::Error> {
     // Reduce the batch to one row per message (PostgreSQL refuses to touch a row twice in one
     // statement), by the same rules the SQL applies against the stored row.
-    let mut reduced: BTreeMap<(&str, &str), OutboundRow> = BTreeMap::new();
+    let mut reduced: BTreeMap<(String, String), OutboundRow> = BTreeMap::new();
     for event in events {
-        match reduced.get_mut(&(event.channel.as_str(), event.id.as_str())) {
+        match reduced.get_mut(&(event.channel.clone(), event.id.clone())) {
             None => {
-                reduced.insert((event.channel.as_str(), event.id.as_str()), event.clone());
+                reduced.insert((event.channel.clone(), event.id.clone()), event.clone());
             }
             Some(kept) => kept.absorb(event),
         }
@@ -163,8 +165,9 @@ async fn write_messages(
     let sql = format!(
         "INSERT INTO chat_outbound ({OUTBOUND_COLUMNS}) VALUES {} \
          ON CONFLICT (channel, id) DO UPDATE SET {assignments} WHERE {changed} \
-         RETURNING {OUTBOUND_COLUMNS}",
+         RETURNING channel, id, stream_sequence, {}, conversation_at, first_received_at, last_received_at",
         values_rows(Backend::of(connection), reduced.len(), OUTBOUND_COLUMN_COUNT),
+        MILESTONE_COLUMNS.join(", "),
     );
     let mut query = sqlx::query(&sql);
     for row in reduced.values() {
@@ -191,8 +194,43 @@ async fn write_messages(
             .bind(row.stream_sequence)
             .bind(row.raw_json.clone());
     }
-    let changed = query.fetch_all(&mut *connection).await?;
-    changed.iter().map(|row| outbound_from_sql(row, "")).collect()
+    let returned = query.fetch_all(&mut *connection).await?;
+    let (mut changed, kept_their_status) = current_rows_returned(
+        reduced,
+        &returned,
+        |row| Ok((row.try_get("channel")?, row.try_get("id")?)),
+        |winner| winner.stream_sequence,
+        |winner, row| {
+            winner.milestones = milestones_from_sql(row, "")?;
+            winner.conversation_at = row.try_get("conversation_at")?;
+            winner.first_received_at = row.try_get("first_received_at")?;
+            winner.last_received_at = row.try_get("last_received_at")?;
+            Ok(())
+        },
+    )?;
+    changed.extend(read_outbound(connection, &kept_their_status).await?);
+    changed.sort_by(|left, right| (&left.channel, &left.id).cmp(&(&right.channel, &right.id)));
+    Ok(changed)
+}
+
+/// The stored rows of `keys` (channel, id), inside the caller's transaction.
+async fn read_outbound(
+    connection: &mut AnyConnection,
+    keys: &[(String, String)],
+) -> Result<Vec<OutboundRow>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {OUTBOUND_COLUMNS} FROM chat_outbound WHERE (channel, id) IN (VALUES {})",
+        values_rows(Backend::of(connection), keys.len(), 2)
+    );
+    let mut query = sqlx::query(&sql);
+    for (channel, id) in keys {
+        query = query.bind(channel.clone()).bind(id.clone());
+    }
+    let rows = query.fetch_all(&mut *connection).await?;
+    rows.iter().map(|row| outbound_from_sql(row, "")).collect()
 }
 
 /// Reads an outbound row whose columns carry `prefix` (empty for a plain `SELECT`).
@@ -209,14 +247,7 @@ pub(crate) fn outbound_from_sql(row: &AnyRow, prefix: &str) -> Result<OutboundRo
         digest: row.try_get(column("digest").as_str())?,
         status_at: row.try_get(column("status_at").as_str())?,
         foreign_id: row.try_get(column("foreign_id").as_str())?,
-        milestones: Milestones {
-            processed_at: row.try_get(column("processed_at").as_str())?,
-            sent_at: row.try_get(column("sent_at").as_str())?,
-            delivered_at: row.try_get(column("delivered_at").as_str())?,
-            read_at: row.try_get(column("read_at").as_str())?,
-            failed_at: row.try_get(column("failed_at").as_str())?,
-            deleted_at: row.try_get(column("deleted_at").as_str())?,
-        },
+        milestones: milestones_from_sql(row, prefix)?,
         listed_at: row.try_get(column("listed_at").as_str())?,
         conversation_at: row.try_get(column("conversation_at").as_str())?,
         received_at: row.try_get(column("received_at").as_str())?,
@@ -224,6 +255,18 @@ pub(crate) fn outbound_from_sql(row: &AnyRow, prefix: &str) -> Result<OutboundRo
         last_received_at: row.try_get(column("last_received_at").as_str())?,
         stream_sequence: row.try_get(column("stream_sequence").as_str())?,
         raw_json: row.try_get(column("raw_json").as_str())?,
+    })
+}
+
+fn milestones_from_sql(row: &AnyRow, prefix: &str) -> Result<Milestones, sqlx::Error> {
+    let column = |name: &str| format!("{prefix}{name}");
+    Ok(Milestones {
+        processed_at: row.try_get(column("processed_at").as_str())?,
+        sent_at: row.try_get(column("sent_at").as_str())?,
+        delivered_at: row.try_get(column("delivered_at").as_str())?,
+        read_at: row.try_get(column("read_at").as_str())?,
+        failed_at: row.try_get(column("failed_at").as_str())?,
+        deleted_at: row.try_get(column("deleted_at").as_str())?,
     })
 }
 
