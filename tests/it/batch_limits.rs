@@ -20,7 +20,7 @@ async fn apply_largest_batch(product: Product, table: &str, changes: ChangeFeed)
     let pool = PoolSettings { max_connections: 2, acquire_timeout: Duration::from_secs(30) };
     let projection =
         ServiceProjection::open(product, &database.url(), pool, changes).await.expect("projection");
-    let batch: Vec<Delivery> = workload::events(product, MAX_BATCH_SIZE)
+    let batch: Vec<Delivery> = workload::events(product, MAX_BATCH_SIZE, workload::Arrival::Shuffled)
         .into_iter()
         .enumerate()
         .map(|(index, (kind, body))| {

@@ -2,17 +2,66 @@
 //! reports, duplicates and reordering, as real traffic has. The benchmarks replay them, and the tests
 //! use them to fill batches of the largest allowed size.
 
-use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use rand::{Rng as _, SeedableRng};
 use serde_json::json;
 use switchboard_events::{EventKind, Product};
 
-/// `count` events for `product`, shuffled with a fixed seed so every run replays the same sequence.
-pub fn events(product: Product, count: usize) -> Vec<(EventKind, Vec<u8>)> {
-    let mut events: Vec<(EventKind, Vec<u8>)> = (0..count).map(|index| event(product, index)).collect();
-    events.shuffle(&mut StdRng::seed_from_u64(0x5eed));
-    events
+/// The order in which a workload's events arrive. Both are drawn with a fixed seed, so every run
+/// replays the same sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// As the provider sends them: messages in the order they were sent, each event moved by up to
+    /// `window` places, so a message's reports arrive close together but out of order.
+    Local { window: usize },
+    /// Every event anywhere in the run: the worst case, where each batch touches rows (and index
+    /// pages) spread over the whole table.
+    Shuffled,
+}
+
+/// `count` events for `product`, arriving in the given order.
+pub fn events(product: Product, count: usize, arrival: Arrival) -> Vec<(EventKind, Vec<u8>)> {
+    let mut rng = StdRng::seed_from_u64(0x5eed);
+    let events = (0..count).map(|index| event(product, index));
+    match arrival {
+        Arrival::Shuffled => {
+            let mut events: Vec<_> = events.collect();
+            events.shuffle(&mut rng);
+            events
+        }
+        Arrival::Local { window } => {
+            let mut keyed: Vec<_> = events
+                .enumerate()
+                .map(|(index, event)| (index + rng.random_range(0..=window), event))
+                .collect();
+            keyed.sort_by_key(|(position, _)| *position);
+            keyed.into_iter().map(|(_, event)| event).collect()
+        }
+    }
+}
+
+/// A UUID-shaped id for the `n`th message of a workload, spread like the provider's random ids (so
+/// that an index on them is written at random places, as in production).
+pub fn message_uuid(n: usize) -> String {
+    let mut state = n as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        // splitmix64
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let (high, low) = (next(), next());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        high >> 32,
+        (high >> 16) & 0xffff,
+        high & 0x0fff,
+        0x8000 | (low >> 48) & 0x3fff,
+        low & 0xffff_ffff_ffff
+    )
 }
 
 /// The `index`th event of `product`'s workload.
@@ -24,7 +73,7 @@ pub fn event(product: Product, index: usize) -> (EventKind, Vec<u8>) {
             let body = json!({
                 "event": "whatsapp:message:status",
                 "payload": {
-                    "id": format!("b7c3e1d0-0000-4000-8000-{:012}", index / 3),
+                    "id": message_uuid(index / 3),
                     "channel": "whatsapp",
                     "from": "919019120123",
                     "to": format!("9190{:08}", (index / 3) % 10_000),
@@ -114,7 +163,7 @@ pub fn sms_status(message: usize, status: &str) -> Vec<u8> {
 }
 
 pub fn sms_id(message: usize) -> String {
-    format!("b34e35ad-fe34-4a8b-977c-{message:012}:1")
+    format!("{}:1", message_uuid(message))
 }
 
 /// A gateway and an sms service in this process, on their own nats-server and database.

@@ -24,6 +24,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use switchboard_events::Product;
 use switchboard_tests::TestBackend;
+use switchboard_tests::workload::Arrival;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,6 +71,12 @@ enum Command {
         batch: usize,
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// How far (in events) a report may arrive from its message's place in the sending order.
+        #[arg(long, default_value_t = 2_000)]
+        window: usize,
+        /// Shuffle the whole run instead: every batch touches rows all over the tables (worst case).
+        #[arg(long, conflicts_with = "window")]
+        shuffle: bool,
     },
     /// gRPC GetMessage and ListMessages against the health check, on a loaded sms service.
     ///
@@ -123,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
-        Command::Projection { services, backends, events, batch, rounds } => {
+        Command::Projection { services, backends, events, batch, rounds, window, shuffle } => {
             let products = if services.is_empty() { Product::ALL.to_vec() } else { services };
             let backends = if backends.is_empty() {
                 vec![TestBackend::Sqlite]
@@ -136,7 +143,8 @@ async fn main() -> anyhow::Result<()> {
                     })
                     .collect()
             };
-            projection::run(projection::Options { products, backends, events, batch, rounds }).await
+            let arrival = if shuffle { Arrival::Shuffled } else { Arrival::Local { window } };
+            projection::run(projection::Options { products, backends, events, batch, rounds, arrival }).await
         }
         Command::Query { messages, concurrency, seconds } => {
             query::run(query::Options { messages, concurrency, duration: Duration::from_secs(seconds) }).await

@@ -15,7 +15,8 @@ use switchboard_runtime::tokio_util::sync::CancellationToken;
 use switchboard_store::sqlx::{self, Executor as _};
 use switchboard_store::{Database, PoolSettings, values_rows};
 use switchboard_tests::projection::{ServiceProjection, delivery};
-use switchboard_tests::{NatsServer, TestBackend, TestDatabase, workload};
+use switchboard_tests::workload::{self, Arrival};
+use switchboard_tests::{NatsServer, TestBackend, TestDatabase};
 
 use crate::stats::median;
 
@@ -26,6 +27,7 @@ pub(crate) struct Options {
     pub(crate) events: usize,
     pub(crate) batch: usize,
     pub(crate) rounds: usize,
+    pub(crate) arrival: Arrival,
 }
 
 #[derive(Debug)]
@@ -43,7 +45,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &backend in &options.backends {
         for &product in &options.products {
-            let deliveries = deliveries(product, options.events)?;
+            let deliveries = deliveries(product, options.events, options.arrival)?;
             let changes = ChangeFeed::start(client.clone(), format!("bench.changes.{product}"), stop.clone())
                 .await
                 .map_err(|error| anyhow::anyhow!("change feed: {error}"))?;
@@ -70,8 +72,12 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         }
     }
     stop.cancel();
+    let order = match options.arrival {
+        Arrival::Local { window } => format!("reports within {window} events of their message"),
+        Arrival::Shuffled => "shuffled".to_owned(),
+    };
     println!(
-        "\nprojection rate, {} events per run, batches of {}, median of {} rounds",
+        "\nprojection rate, {} events per run ({order}), batches of {}, median of {} rounds",
         options.events, options.batch, options.rounds
     );
     println!(
@@ -98,8 +104,8 @@ pub(crate) fn backend_name(backend: TestBackend) -> &'static str {
     }
 }
 
-fn deliveries(product: Product, count: usize) -> anyhow::Result<Vec<Delivery>> {
-    workload::events(product, count)
+fn deliveries(product: Product, count: usize, arrival: Arrival) -> anyhow::Result<Vec<Delivery>> {
+    workload::events(product, count, arrival)
         .into_iter()
         .enumerate()
         .map(|(index, (kind, body))| Ok(delivery(kind, index as u64 + 1, &String::from_utf8(body)?, 1)))
