@@ -23,7 +23,7 @@ use switchboard_events::event_to_subject;
 use switchboard_tests::NatsServer;
 
 use crate::load::{self, Target};
-use crate::stats::{LoadResult, print_load_table};
+use crate::stats::{LoadResult, median, print_load_table};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -114,15 +114,27 @@ token_header = "authorization"
         load::run(target, options.concurrency, Duration::from_secs(1), counter.clone()).await;
     }
     let mut totals: Vec<LoadResult> = targets.iter().map(|target| LoadResult::new(&target.name)).collect();
+    // CPU seconds used during each target's runs: by the target itself, and by nats-server.
+    let pids = [baseline.0.id(), gateway.0.id()];
+    let mut cpu = [[0.0f64; 2]; 2];
+    let mut round_ratios = Vec::new();
     for round in 0..options.rounds {
         // Alternate which goes first, so a slow moment of the machine does not favour one side.
         let order: Vec<usize> = if round % 2 == 0 { vec![0, 1] } else { vec![1, 0] };
+        let mut rates = [0.0f64; 2];
         for index in order {
+            let before = [cpu_seconds(pids[index]), nats.pid().and_then(cpu_seconds)];
             let result =
                 load::run(&targets[index], options.concurrency, options.duration, counter.clone()).await;
+            let after = [cpu_seconds(pids[index]), nats.pid().and_then(cpu_seconds)];
+            for (process, (before, after)) in before.into_iter().zip(after).enumerate() {
+                cpu[index][process] += after.zip(before).map_or(f64::NAN, |(after, before)| after - before);
+            }
             eprintln!("  round {round}: {} {:.0} req/s", result.name, result.rate());
+            rates[index] = result.rate();
             totals[index].absorb(&result);
         }
+        round_ratios.push(rates[1] / rates[0]);
     }
     print_load_table(
         &format!(
@@ -130,6 +142,23 @@ token_header = "authorization"
             options.concurrency, options.rounds, options.duration
         ),
         &totals,
+    );
+    let per_request =
+        |index: usize, process: usize| cpu[index][process] / totals[index].ok.max(1) as f64 * 1e6;
+    let listed: Vec<String> = round_ratios.iter().map(|ratio| format!("{ratio:.3}")).collect();
+    println!(
+        "throughput ratio per round (gateway / baseline, run back to back): {}; median {:.3}",
+        listed.join(" "),
+        median(&mut round_ratios)
+    );
+    println!(
+        "CPU per request: baseline {:.1} µs, gateway {:.1} µs ({:.2}×); nats-server {:.1} µs while \
+         loading the baseline, {:.1} µs while loading the gateway",
+        per_request(0, 0),
+        per_request(1, 0),
+        per_request(1, 0) / per_request(0, 0),
+        per_request(0, 1),
+        per_request(1, 1),
     );
     println!(
         "peak memory (VmHWM): gateway {} MiB, baseline {} MiB",
@@ -179,6 +208,19 @@ async fn wait_ready(url: &str) -> anyhow::Result<()> {
         anyhow::ensure!(Instant::now() < deadline, "{url} not ready after 30 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// User plus system CPU time of a process so far, from `/proc/<pid>/stat` (in clock ticks of 1/100 s,
+/// the `USER_HZ` Linux reports on every architecture it runs on here).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let stat = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
+    // The command name may hold spaces; the fields after it are space-separated, utime and stime
+    // being the 14th and 15th of the line (the 12th and 13th after the name).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / TICKS_PER_SECOND)
 }
 
 fn peak_memory_mib(pid: u32) -> Option<f64> {

@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
 use metrics::Histogram;
 use switchboard_events::{EventKind, Subjects, headers};
@@ -42,6 +42,14 @@ pub enum PublishError {
     Refused(String),
 }
 
+/// The header names, built once: a name made from a `&str` is validated and copied per message.
+const EVENT: HeaderName = HeaderName::from_static(headers::EVENT);
+const SOURCE: HeaderName = HeaderName::from_static(headers::SOURCE);
+const RECEIVED_AT: HeaderName = HeaderName::from_static(headers::RECEIVED_AT);
+const REQUEST_ID: HeaderName = HeaderName::from_static(headers::REQUEST_ID);
+const NORMALIZED: HeaderName = HeaderName::from_static(headers::NORMALIZED);
+const TRACEPARENT: HeaderName = HeaderName::from_static(headers::TRACEPARENT);
+
 #[derive(Debug, Clone)]
 pub struct Publisher {
     jetstream: jetstream::Context,
@@ -71,15 +79,15 @@ impl Publisher {
         let subject = self.subjects.event(outgoing.kind);
         let mut header_map = HeaderMap::new();
         let message_id = headers::message_id(outgoing.kind.as_str(), &outgoing.body);
-        header_map.insert(headers::EVENT, outgoing.kind.as_str());
-        header_map.insert(headers::SOURCE, event.source());
-        header_map.insert(headers::RECEIVED_AT, meta.received_at.as_str());
-        header_map.insert(headers::REQUEST_ID, meta.request_id.as_str());
+        header_map.insert(EVENT, outgoing.kind.as_str());
+        header_map.insert(SOURCE, event.source());
+        header_map.insert(RECEIVED_AT, meta.received_at.as_str());
+        header_map.insert(REQUEST_ID, meta.request_id.as_str());
         if let Some(normalized) = outgoing.normalized {
-            header_map.insert(headers::NORMALIZED, normalized);
+            header_map.insert(NORMALIZED, normalized);
         }
         if let Some(traceparent) = &meta.traceparent {
-            header_map.insert(headers::TRACEPARENT, traceparent.as_str());
+            header_map.insert(TRACEPARENT, traceparent.as_str());
         }
         let publish =
             PublishMessage::build().payload(outgoing.body.clone()).headers(header_map).message_id(message_id);
