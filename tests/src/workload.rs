@@ -189,12 +189,38 @@ mod tests {
     #[test]
     fn every_product_workload_decodes_as_its_event() {
         for product in Product::ALL {
-            for (kind, body) in events(product, 30) {
+            for (kind, body) in events(product, 30, Arrival::Shuffled) {
                 assert_eq!(kind.product(), product);
                 if let Err(error) = switchboard_events::decode(kind, &body) {
                     panic!("{kind} does not decode: {error}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn local_arrival_moves_each_event_at_most_the_window() {
+        let in_order = events(Product::Sms, 400, Arrival::Local { window: 0 });
+        let expected: Vec<_> = (0..400).map(|index| event(Product::Sms, index)).collect();
+        assert_eq!(in_order, expected);
+        let moved = events(Product::Sms, 400, Arrival::Local { window: 10 });
+        assert_ne!(moved, expected, "a window of 10 reorders 400 events");
+        for (position, event) in moved.iter().enumerate() {
+            let original = expected.iter().position(|candidate| candidate == event).expect("same events");
+            assert!(position.abs_diff(original) <= 10, "event {original} arrived at {position}");
+        }
+    }
+
+    #[test]
+    fn message_ids_are_distinct_uuids() {
+        let ids: std::collections::BTreeSet<String> = (0..10_000).map(message_uuid).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in ids.iter().take(100) {
+            let groups: Vec<usize> = id.split('-').map(str::len).collect();
+            assert_eq!(groups, [8, 4, 4, 4, 12], "{id}");
+            assert!(id.bytes().all(|byte| byte == b'-' || byte.is_ascii_hexdigit()), "{id}");
+            assert_eq!(&id[14..15], "4", "version 4: {id}");
+            assert!("89ab".contains(&id[19..20]), "RFC 4122 variant: {id}");
         }
     }
 }

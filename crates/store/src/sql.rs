@@ -170,6 +170,13 @@ pub fn current_rows_returned<K: Ord, T>(
     Ok((changed, kept_their_report))
 }
 
+/// The receive times a current-state upsert merged (`first_received_at`, `last_received_at`), from
+/// its `RETURNING` row: the [`current_rows_returned`] `merge` of the services that keep both.
+pub fn received_bounds(row: &sqlx::any::AnyRow) -> Result<(i64, i64), sqlx::Error> {
+    use sqlx::Row as _;
+    Ok((row.try_get("first_received_at")?, row.try_get("last_received_at")?))
+}
+
 /// A `LIKE` pattern matching values that start with `prefix`, with `%`, `_` and `\` in the prefix
 /// taken literally. Use it as `column LIKE $n ESCAPE '\'` (both dialects accept that form).
 pub fn like_prefix(prefix: &str) -> String {

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
-    Backend, Conditions, Database, MigrationFiles, current_rows_returned, current_state_update, values_list,
-    values_rows,
+    Backend, Conditions, Database, MigrationFiles, current_rows_returned, current_state_update,
+    received_bounds, values_list, values_rows,
 };
 
 use crate::model::{Precedence, beats_sql};
@@ -247,8 +247,7 @@ async fn write_current(
         |row| row.try_get("mid"),
         |winner| winner.stream_sequence,
         |winner, row| {
-            winner.first_received_at = row.try_get("first_received_at")?;
-            winner.last_received_at = row.try_get("last_received_at")?;
+            (winner.first_received_at, winner.last_received_at) = received_bounds(row)?;
             Ok(())
         },
     )?;
