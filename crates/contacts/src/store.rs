@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
     Backend, Conditions, Database, MigrationFiles, current_rows_returned, current_state_update, like_prefix,
-    one_row_per_key, received_bounds, values_list, values_rows,
+    one_row_per_key, received_bounds, rows_by_key, values_rows,
 };
 
 use crate::model::{Precedence, beats_sql, identity_key, name_key};
@@ -333,30 +333,12 @@ async fn write_contacts(
             Ok(())
         },
     )?;
-    changed.extend(read_contacts(connection, &kept_their_version).await?);
+    changed.extend(
+        rows_by_key(connection, &select_list(), "contacts", "id", &kept_their_version, contact_from_sql)
+            .await?,
+    );
     changed.sort_by(|left, right| left.id.cmp(&right.id));
     Ok(changed)
-}
-
-/// The stored rows of `ids`, inside the caller's transaction.
-async fn read_contacts(
-    connection: &mut AnyConnection,
-    ids: &[String],
-) -> Result<Vec<ContactRow>, sqlx::Error> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT {} FROM contacts WHERE id IN ({})",
-        select_list(),
-        values_list(Backend::of(connection), ids.len())
-    );
-    let mut query = sqlx::query(&sql);
-    for id in ids {
-        query = query.bind(id.clone());
-    }
-    let rows = query.fetch_all(&mut *connection).await?;
-    rows.iter().map(contact_from_sql).collect()
 }
 
 /// Attribute rows per INSERT: three values each, well under both backends' limit on bound values.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
     Backend, Conditions, Database, MigrationFiles, current_rows_returned, current_state_update,
-    received_bounds, values_list, values_rows,
+    received_bounds, rows_by_key, values_rows,
 };
 
 use crate::model::{Precedence, beats_sql};
@@ -239,29 +239,12 @@ async fn write_messages(
             Ok(())
         },
     )?;
-    changed.extend(read_messages(connection, &kept_their_report).await?);
+    changed.extend(
+        rows_by_key(connection, MESSAGE_COLUMNS, "sms_messages", "id", &kept_their_report, message_from_sql)
+            .await?,
+    );
     changed.sort_by(|left, right| left.id.cmp(&right.id));
     Ok(changed)
-}
-
-/// The stored rows of `ids`, inside the caller's transaction.
-async fn read_messages(
-    connection: &mut AnyConnection,
-    ids: &[String],
-) -> Result<Vec<MessageRow>, sqlx::Error> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM sms_messages WHERE id IN ({})",
-        values_list(Backend::of(connection), ids.len())
-    );
-    let mut query = sqlx::query(&sql);
-    for id in ids {
-        query = query.bind(id.clone());
-    }
-    let rows = query.fetch_all(&mut *connection).await?;
-    rows.iter().map(message_from_sql).collect()
 }
 
 fn message_from_sql(row: &AnyRow) -> Result<MessageRow, sqlx::Error> {

@@ -24,7 +24,7 @@ pub use error::{StoreError, classify};
 pub use migrate::MigrationFiles;
 pub use sql::{
     Conditions, MICROS_PER_DAY, Placeholders, Value, current_rows_returned, current_state_update,
-    epoch_day_sql, like_prefix, one_row_per_key, received_bounds, values_list, values_rows,
+    epoch_day_sql, like_prefix, one_row_per_key, received_bounds, rows_by_key, values_rows,
     written_rows_returned,
 };
 pub use sqlx;

@@ -39,15 +39,7 @@ pub fn values_rows(backend: Backend, rows: usize, columns: usize) -> String {
             text.push_str(", ");
         }
         text.push('(');
-        for column in 0..columns {
-            if column > 0 {
-                text.push_str(", ");
-            }
-            match backend {
-                Backend::Postgres => text.push_str(&placeholders.allocate()),
-                Backend::Sqlite => text.push('?'),
-            }
-        }
+        push_placeholders(&mut text, backend, &mut placeholders, columns);
         text.push(')');
     }
     text
@@ -55,11 +47,47 @@ pub fn values_rows(backend: Backend, rows: usize, columns: usize) -> String {
 
 /// `count` placeholders separated by commas, for `IN (…)`: `$1, $2` on PostgreSQL, `?, ?` on SQLite
 /// (see [`values_rows`] for why SQLite's are anonymous).
-pub fn values_list(backend: Backend, count: usize) -> String {
-    match backend {
-        Backend::Postgres => (1..=count).map(|index| format!("${index}")).collect::<Vec<_>>().join(", "),
-        Backend::Sqlite => vec!["?"; count].join(", "),
+fn values_list(backend: Backend, count: usize) -> String {
+    let mut text = String::with_capacity(count * 5);
+    push_placeholders(&mut text, backend, &mut Placeholders::new(), count);
+    text
+}
+
+fn push_placeholders(text: &mut String, backend: Backend, placeholders: &mut Placeholders, count: usize) {
+    for index in 0..count {
+        if index > 0 {
+            text.push_str(", ");
+        }
+        match backend {
+            Backend::Postgres => text.push_str(&placeholders.allocate()),
+            Backend::Sqlite => text.push('?'),
+        }
     }
+}
+
+/// The rows of `table` whose text column `key` is one of `keys`, read with `from_row` inside the
+/// caller's transaction: the current rows an upsert did not return whole ([`current_rows_returned`]).
+pub async fn rows_by_key<T>(
+    connection: &mut sqlx::AnyConnection,
+    columns: &str,
+    table: &str,
+    key: &str,
+    keys: &[String],
+    from_row: impl Fn(&sqlx::any::AnyRow) -> Result<T, sqlx::Error>,
+) -> Result<Vec<T>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {columns} FROM {table} WHERE {key} IN ({})",
+        values_list(Backend::of(connection), keys.len())
+    );
+    let mut query = sqlx::query(&sql);
+    for value in keys {
+        query = query.bind(value.as_str());
+    }
+    let rows = query.fetch_all(&mut *connection).await?;
+    rows.iter().map(from_row).collect()
 }
 
 /// The `SET` list and `WHERE` condition of an `ON CONFLICT … DO UPDATE` that keeps a row's current
@@ -209,6 +237,8 @@ mod tests {
         assert_eq!(values_rows(Backend::Postgres, 2, 3), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(values_rows(Backend::Postgres, 1, 1), "($1)");
         assert_eq!(values_rows(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
+        assert_eq!(values_list(Backend::Postgres, 3), "$1, $2, $3");
+        assert_eq!(values_list(Backend::Sqlite, 2), "?, ?");
         let mut placeholders = Placeholders::new();
         assert_eq!(
             (placeholders.allocate(), placeholders.allocate(), placeholders.count()),

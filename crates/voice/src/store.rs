@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
     Backend, Conditions, Database, MigrationFiles, current_rows_returned, current_state_update,
-    received_bounds, values_list, values_rows,
+    received_bounds, rows_by_key, values_rows,
 };
 
 use crate::model::{Precedence, beats_sql};
@@ -251,26 +251,12 @@ async fn write_current(
             Ok(())
         },
     )?;
-    changed.extend(read_calls(connection, &kept_their_record).await?);
+    changed.extend(
+        rows_by_key(connection, CALL_COLUMNS, "voice_calls", "mid", &kept_their_record, call_from_sql)
+            .await?,
+    );
     changed.sort_by(|left, right| left.mid.cmp(&right.mid));
     Ok(changed)
-}
-
-/// The stored rows of `mids`, inside the caller's transaction.
-async fn read_calls(connection: &mut AnyConnection, mids: &[String]) -> Result<Vec<CallRow>, sqlx::Error> {
-    if mids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT {CALL_COLUMNS} FROM voice_calls WHERE mid IN ({})",
-        values_list(Backend::of(connection), mids.len())
-    );
-    let mut query = sqlx::query(&sql);
-    for mid in mids {
-        query = query.bind(mid.clone());
-    }
-    let rows = query.fetch_all(&mut *connection).await?;
-    rows.iter().map(call_from_sql).collect()
 }
 
 fn call_from_sql(row: &AnyRow) -> Result<CallRow, sqlx::Error> {

@@ -152,15 +152,18 @@ async fn write_messages(
 ) -> Result<Vec<OutboundRow>, sqlx::Error> {
     // Reduce the batch to one row per message (PostgreSQL refuses to touch a row twice in one
     // statement), by the same rules the SQL applies against the stored row.
-    let mut reduced: BTreeMap<(String, String), OutboundRow> = BTreeMap::new();
+    let mut reduced: BTreeMap<(&str, &str), OutboundRow> = BTreeMap::new();
     for event in events {
-        match reduced.get_mut(&(event.channel.clone(), event.id.clone())) {
+        match reduced.get_mut(&(event.channel.as_str(), event.id.as_str())) {
             None => {
-                reduced.insert((event.channel.clone(), event.id.clone()), event.clone());
+                reduced.insert((event.channel.as_str(), event.id.as_str()), event.clone());
             }
             Some(kept) => kept.absorb(event),
         }
     }
+    // Owned keys, once per message, for matching the rows the upsert returns.
+    let reduced: BTreeMap<(String, String), OutboundRow> =
+        reduced.into_iter().map(|((channel, id), row)| ((channel.to_owned(), id.to_owned()), row)).collect();
     let (assignments, changed) = upsert_clauses();
     let sql = format!(
         "INSERT INTO chat_outbound ({OUTBOUND_COLUMNS}) VALUES {} \
