@@ -26,6 +26,11 @@ use switchboard_events::Product;
 use switchboard_tests::TestBackend;
 use switchboard_tests::workload::Arrival;
 
+/// The allocator the `switchboard` binary uses (mimalloc), so that the baselines here and the
+/// components measured compare like for like.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "switchboard-bench",

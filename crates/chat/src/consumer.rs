@@ -4,8 +4,6 @@
 //! One projection serves both durable consumers (`chat-whatsapp`, `chat-rcs`); the channel of every
 //! row comes from the subject its event arrived on.
 
-use bytes::Bytes;
-use prost::Message as _;
 use switchboard_events::chat::{ChatStatus, InboundMessage};
 use switchboard_events::sms::Unsubscription;
 use switchboard_events::{
@@ -73,7 +71,7 @@ impl Projection for ChatProjection {
                 Item::OptOut(row) => optout_rows.push(row.clone()),
             }
         }
-        let mut transaction = self.database.pool().begin().await.map_err(classify_error)?;
+        let mut transaction = self.database.writer().begin().await.map_err(classify_error)?;
         let changed_outbound =
             store::write_statuses(&mut transaction, &statuses).await.map_err(classify_error)?;
         let changed_inbound =
@@ -81,15 +79,17 @@ impl Projection for ChatProjection {
         let changed_optouts = optouts::store(&mut transaction, &optout_rows).await.map_err(classify_error)?;
         transaction.commit().await.map_err(classify_error)?;
 
-        let changes = changed_outbound
-            .iter()
-            .map(|row| Change::Outbound(outbound_to_proto(row, Vec::new())))
-            .chain(changed_inbound.iter().map(|row| Change::Inbound(inbound_to_proto(row))))
-            .chain(changed_optouts.iter().map(|row| Change::OptOut(row.to_proto())));
-        let encoded: Vec<Bytes> = changes
-            .map(|change| Bytes::from(WatchResponse { change: Some(change) }.encode_to_vec()))
-            .collect();
-        self.changes.publish(encoded).await;
+        self.changes
+            .announce(move || {
+                changed_outbound
+                    .iter()
+                    .map(|row| Change::Outbound(outbound_to_proto(row, Vec::new())))
+                    .chain(changed_inbound.iter().map(|row| Change::Inbound(inbound_to_proto(row))))
+                    .chain(changed_optouts.iter().map(|row| Change::OptOut(row.to_proto())))
+                    .map(|change| WatchResponse { change: Some(change) })
+                    .collect::<Vec<_>>()
+            })
+            .await;
         Ok(())
     }
 }

@@ -33,15 +33,16 @@ impl Projection for ContactsProjection {
     }
 
     async fn apply(&self, items: &[ContactRow]) -> Result<(), ApplyError> {
-        let mut transaction = self.database.pool().begin().await.map_err(classify_error)?;
+        let mut transaction = self.database.writer().begin().await.map_err(classify_error)?;
         let changed = store::write_versions(&mut transaction, items).await.map_err(classify_error)?;
         transaction.commit().await.map_err(classify_error)?;
         self.changes
-            .publish_messages(
+            .announce(move || {
                 changed
                     .iter()
-                    .map(|row| WatchResponse { change: Some(Change::Contact(contact_to_proto(row))) }),
-            )
+                    .map(|row| WatchResponse { change: Some(Change::Contact(contact_to_proto(row))) })
+                    .collect::<Vec<_>>()
+            })
             .await;
         Ok(())
     }

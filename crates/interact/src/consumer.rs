@@ -38,15 +38,16 @@ impl Projection for InteractProjection {
     }
 
     async fn apply(&self, items: &[MessageRow]) -> Result<(), ApplyError> {
-        let mut transaction = self.database.pool().begin().await.map_err(classify_error)?;
+        let mut transaction = self.database.writer().begin().await.map_err(classify_error)?;
         let changed = store::write_messages(&mut transaction, items).await.map_err(classify_error)?;
         transaction.commit().await.map_err(classify_error)?;
         self.changes
-            .publish_messages(
+            .announce(move || {
                 changed
                     .iter()
-                    .map(|row| WatchResponse { change: Some(Change::Message(message_to_proto(row))) }),
-            )
+                    .map(|row| WatchResponse { change: Some(Change::Message(message_to_proto(row))) })
+                    .collect::<Vec<_>>()
+            })
             .await;
         Ok(())
     }

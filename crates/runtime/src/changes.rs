@@ -5,21 +5,31 @@
 //! subject and fans the changes out to its own watchers, so a watcher connected to any replica sees
 //! every change. Core NATS is at-most-once: a watcher that falls behind or a replica that loses its
 //! connection misses changes, and clients re-read state after reconnecting (documented in the API).
+//!
+//! Encoding and publishing happen on a task of their own, in the order batches committed, so the
+//! consumer goes on to its next batch while the last one is announced; at most
+//! [`PENDING_BATCHES`] committed batches wait to be announced before the consumer waits too.
 
 use async_nats::Client;
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// Changes buffered per watcher before it counts as too slow.
 const WATCHER_BUFFER: usize = 4096;
 
+/// Committed batches whose changes may wait to be encoded and published.
+pub const PENDING_BATCHES: usize = 4;
+
+/// One committed batch's changes, encoded when the publisher gets to them.
+type Announcement = Box<dyn FnOnce() -> Vec<Bytes> + Send>;
+
 #[derive(Debug, Clone)]
 pub struct ChangeFeed {
-    client: Client,
     subject: String,
     sender: broadcast::Sender<Bytes>,
+    announcements: mpsc::Sender<Announcement>,
 }
 
 impl ChangeFeed {
@@ -46,25 +56,26 @@ impl ChangeFeed {
                 }
             }
         });
-        Ok(ChangeFeed { client, subject, sender })
+        let (announcements, pending) = mpsc::channel(PENDING_BATCHES);
+        tokio::spawn(publish_announcements(client, subject.clone(), pending));
+        Ok(ChangeFeed { subject, sender, announcements })
     }
 
-    /// Announces committed changes to the watchers of every replica. Best effort: a failure is
-    /// logged and never fails the batch, which is already committed.
-    pub async fn publish(&self, changes: impl IntoIterator<Item = Bytes>) {
-        for change in changes {
-            if let Err(error) = self.client.publish(self.subject.clone(), change).await {
-                tracing::warn!(subject = %self.subject, %error, "cannot publish change to watchers");
-                return;
-            }
+    /// Announces a committed batch's changes to the watchers of every replica: `changes` builds them
+    /// (each a `WatchResponse`) on the publishing task, after the changes of every batch announced
+    /// before. Waits only while [`PENDING_BATCHES`] batches are already waiting. Best effort: a
+    /// failure is logged and never fails the batch, which is already committed.
+    pub async fn announce<M, I>(&self, changes: impl FnOnce() -> I + Send + 'static)
+    where
+        M: prost::Message,
+        I: IntoIterator<Item = M>,
+    {
+        let announcement: Announcement = Box::new(move || {
+            changes().into_iter().map(|change| Bytes::from(change.encode_to_vec())).collect()
+        });
+        if self.announcements.send(announcement).await.is_err() {
+            tracing::warn!(subject = %self.subject, "change publisher stopped; changes not announced");
         }
-    }
-
-    /// [`ChangeFeed::publish`] for changes still to be encoded (each a `WatchResponse`).
-    pub async fn publish_messages<M: prost::Message>(&self, changes: impl IntoIterator<Item = M>) {
-        let encoded: Vec<Bytes> =
-            changes.into_iter().map(|change| Bytes::from(change.encode_to_vec())).collect();
-        self.publish(encoded).await;
     }
 
     /// A new watcher's receiver: every change published from now on.
@@ -76,5 +87,18 @@ impl ChangeFeed {
     /// when it runs alone; with replicas, others may watch, so services publish regardless).
     pub fn watchers(&self) -> usize {
         self.sender.receiver_count()
+    }
+}
+
+/// Encodes and publishes announcements in the order they were made, until every [`ChangeFeed`] is
+/// gone.
+async fn publish_announcements(client: Client, subject: String, mut pending: mpsc::Receiver<Announcement>) {
+    while let Some(announcement) = pending.recv().await {
+        for change in announcement() {
+            if let Err(error) = client.publish(subject.clone(), change).await {
+                tracing::warn!(%subject, %error, "cannot publish change to watchers");
+                break;
+            }
+        }
     }
 }

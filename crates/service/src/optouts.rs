@@ -5,6 +5,7 @@
 //! provider retry outside JetStream's duplicate window), the row from the earliest stream sequence
 //! is kept, so the stored list is the same whatever order the events arrive in.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use switchboard_events::TimeZoneSetting;
@@ -104,12 +105,13 @@ const COLUMNS: &str = "channel, id, receiver, scope, value, created_at, listed_a
 /// (for watchers).
 pub async fn store(
     connection: &mut AnyConnection,
-    rows: &[OptOutRow],
+    rows: &[impl Borrow<OptOutRow>],
 ) -> Result<Vec<OptOutRow>, sqlx::Error> {
     // One row per key per statement (PostgreSQL refuses to update a row twice in one statement),
     // sorted by key so that concurrent writers lock rows in the same order.
     let mut earliest: BTreeMap<(&str, &str), &OptOutRow> = BTreeMap::new();
     for row in rows {
+        let row = row.borrow();
         earliest
             .entry((row.channel.as_str(), row.id.as_str()))
             .and_modify(|kept| {
@@ -135,17 +137,17 @@ pub async fn store(
     let mut query = sqlx::query(&sql);
     for row in earliest.values() {
         query = query
-            .bind(row.channel.clone())
-            .bind(row.id.clone())
-            .bind(row.receiver.clone())
-            .bind(row.scope.clone())
-            .bind(row.value.clone())
+            .bind(row.channel.as_str())
+            .bind(row.id.as_str())
+            .bind(row.receiver.as_str())
+            .bind(row.scope.as_str())
+            .bind(row.value.as_str())
             .bind(row.created_at)
             .bind(row.listed_at())
-            .bind(row.status.clone())
+            .bind(row.status.as_deref())
             .bind(row.received_at)
             .bind(row.stream_sequence)
-            .bind(row.raw_json.clone());
+            .bind(row.raw_json.as_str());
     }
     let returned = query.fetch_all(&mut *connection).await?;
     written_rows_returned(

@@ -1,8 +1,6 @@
 //! `sms.>` → the sms tables: decoding reports and opt-outs, applying a batch in one transaction,
 //! announcing what changed.
 
-use bytes::Bytes;
-use prost::Message as _;
 use switchboard_events::sms::{SmsStatus, Unsubscription};
 use switchboard_events::{EventKind, TimeZoneSetting, body_digest, decode_as, value::normalize_phone};
 use switchboard_proto::sms::{WatchResponse, watch_response::Change};
@@ -51,28 +49,28 @@ impl Projection for SmsProjection {
     }
 
     async fn apply(&self, items: &[Item]) -> Result<(), ApplyError> {
-        let mut reports = Vec::new();
+        let mut reports = Vec::with_capacity(items.len());
         let mut optout_rows = Vec::new();
         for item in items {
             match item {
-                Item::Report(row) => reports.push(row.clone()),
-                Item::OptOut(row) => optout_rows.push(row.clone()),
+                Item::Report(row) => reports.push(row),
+                Item::OptOut(row) => optout_rows.push(row),
             }
         }
-        let mut transaction = self.database.pool().begin().await.map_err(classify_error)?;
+        let mut transaction = self.database.writer().begin().await.map_err(classify_error)?;
         let changed_messages =
             store::write_reports(&mut transaction, &reports).await.map_err(classify_error)?;
         let changed_optouts = optouts::store(&mut transaction, &optout_rows).await.map_err(classify_error)?;
         transaction.commit().await.map_err(classify_error)?;
 
-        let mut changes: Vec<Change> = Vec::with_capacity(changed_messages.len() + changed_optouts.len());
-        changes.extend(changed_messages.iter().map(|row| Change::Message(message_to_proto(row, Vec::new()))));
-        changes.extend(changed_optouts.iter().map(|row| Change::OptOut(row.to_proto())));
-        let encoded: Vec<Bytes> = changes
-            .into_iter()
-            .map(|change| Bytes::from(WatchResponse { change: Some(change) }.encode_to_vec()))
-            .collect();
-        self.changes.publish(encoded).await;
+        self.changes
+            .announce(move || {
+                let messages =
+                    changed_messages.iter().map(|row| Change::Message(message_to_proto(row, Vec::new())));
+                let optouts = changed_optouts.iter().map(|row| Change::OptOut(row.to_proto()));
+                messages.chain(optouts).map(|change| WatchResponse { change: Some(change) }).collect::<Vec<_>>()
+            })
+            .await;
         Ok(())
     }
 }

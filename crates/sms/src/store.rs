@@ -1,5 +1,6 @@
 //! The sms tables: writing a batch of reports, and the queries behind the API.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
@@ -121,18 +122,19 @@ const EVENT_COLUMNS: &str =
 /// same order, so concurrent replicas cannot deadlock.
 pub async fn write_reports(
     connection: &mut AnyConnection,
-    reports: &[MessageRow],
+    reports: &[impl Borrow<MessageRow>],
 ) -> Result<Vec<MessageRow>, sqlx::Error> {
     if reports.is_empty() {
         return Ok(Vec::new());
     }
-    write_history(connection, reports).await?;
-    write_messages(connection, reports).await
+    let reports: Vec<&MessageRow> = reports.iter().map(Borrow::borrow).collect();
+    write_history(connection, &reports).await?;
+    write_messages(connection, &reports).await
 }
 
-async fn write_history(connection: &mut AnyConnection, reports: &[MessageRow]) -> Result<(), sqlx::Error> {
+async fn write_history(connection: &mut AnyConnection, reports: &[&MessageRow]) -> Result<(), sqlx::Error> {
     let mut earliest: BTreeMap<(&str, &str), &MessageRow> = BTreeMap::new();
-    for report in reports {
+    for &report in reports {
         earliest
             .entry((report.id.as_str(), report.digest.as_str()))
             .and_modify(|kept| {
@@ -152,14 +154,14 @@ async fn write_history(connection: &mut AnyConnection, reports: &[MessageRow]) -
     let mut query = sqlx::query(&sql);
     for report in earliest.values() {
         query = query
-            .bind(report.id.clone())
-            .bind(report.digest.clone())
-            .bind(report.status.clone())
+            .bind(report.id.as_str())
+            .bind(report.digest.as_str())
+            .bind(report.status.as_str())
             .bind(report.status_class)
             .bind(report.delivered_at)
             .bind(report.received_at)
             .bind(report.stream_sequence)
-            .bind(report.raw_json.clone());
+            .bind(report.raw_json.as_str());
     }
     query.execute(&mut *connection).await?;
     Ok(())
@@ -167,24 +169,16 @@ async fn write_history(connection: &mut AnyConnection, reports: &[MessageRow]) -
 
 async fn write_messages(
     connection: &mut AnyConnection,
-    reports: &[MessageRow],
+    reports: &[&MessageRow],
 ) -> Result<Vec<MessageRow>, sqlx::Error> {
     // Reduce the batch to one row per message: the winner, with the batch's first and last receive
     // times (PostgreSQL refuses to touch a row twice in one statement).
-    let mut winners: BTreeMap<String, MessageRow> = BTreeMap::new();
-    for report in reports {
+    let mut winners: BTreeMap<String, Winner> = BTreeMap::new();
+    for &report in reports {
         match winners.get_mut(report.id.as_str()) {
+            Some(winner) => winner.meet(report),
             None => {
-                winners.insert(report.id.clone(), report.clone());
-            }
-            Some(kept) => {
-                let first = kept.first_received_at.min(report.first_received_at);
-                let last = kept.last_received_at.max(report.last_received_at);
-                if report.precedence().beats(&kept.precedence()) {
-                    *kept = report.clone();
-                }
-                kept.first_received_at = first;
-                kept.last_received_at = last;
+                winners.insert(report.id.clone(), Winner::new(report));
             }
         }
     }
@@ -202,49 +196,80 @@ async fn write_messages(
         values_rows(Backend::of(connection), winners.len(), 23),
     );
     let mut query = sqlx::query(&sql);
-    for row in winners.values() {
+    for &Winner { row, first_received_at, last_received_at } in winners.values() {
         query = query
-            .bind(row.id.clone())
-            .bind(row.request_id.clone())
+            .bind(row.id.as_str())
+            .bind(row.request_id.as_str())
             .bind(row.recipient_index)
-            .bind(row.mobile.clone())
-            .bind(row.status.clone())
+            .bind(row.mobile.as_str())
+            .bind(row.status.as_str())
             .bind(row.status_class)
             .bind(row.status_rank)
             .bind(row.status_time_key)
-            .bind(row.digest.clone())
-            .bind(row.credits.clone())
+            .bind(row.digest.as_str())
+            .bind(row.credits.as_deref())
             .bind(row.units)
             .bind(row.submitted_at)
             .bind(row.sent_at)
             .bind(row.delivered_at)
-            .bind(row.cid.clone())
-            .bind(row.custom.clone())
-            .bind(row.sender.clone())
+            .bind(row.cid.as_deref())
+            .bind(row.custom.as_deref())
+            .bind(row.sender.as_deref())
             .bind(row.listed_at)
             .bind(row.received_at)
-            .bind(row.first_received_at)
-            .bind(row.last_received_at)
+            .bind(first_received_at)
+            .bind(last_received_at)
             .bind(row.stream_sequence)
-            .bind(row.raw_json.clone());
+            .bind(row.raw_json.as_str());
     }
     let returned = query.fetch_all(&mut *connection).await?;
-    let (mut changed, kept_their_report) = current_rows_returned(
+    let (changed, kept_their_report) = current_rows_returned(
         winners,
         &returned,
         |row| row.try_get("id"),
-        |winner| winner.stream_sequence,
+        |winner| winner.row.stream_sequence,
         |winner, row| {
             (winner.first_received_at, winner.last_received_at) = received_bounds(row)?;
             Ok(())
         },
     )?;
+    let mut changed: Vec<MessageRow> = changed.into_iter().map(Winner::into_row).collect();
     changed.extend(
         rows_by_key(connection, MESSAGE_COLUMNS, "sms_messages", "id", &kept_their_report, message_from_sql)
             .await?,
     );
     changed.sort_by(|left, right| left.id.cmp(&right.id));
     Ok(changed)
+}
+
+/// A batch's winning report for one message, with the batch's first and last receive times.
+struct Winner<'a> {
+    row: &'a MessageRow,
+    first_received_at: i64,
+    last_received_at: i64,
+}
+
+impl<'a> Winner<'a> {
+    fn new(row: &'a MessageRow) -> Winner<'a> {
+        Winner { row, first_received_at: row.first_received_at, last_received_at: row.last_received_at }
+    }
+
+    /// Takes another report of the same message into account.
+    fn meet(&mut self, report: &'a MessageRow) {
+        self.first_received_at = self.first_received_at.min(report.first_received_at);
+        self.last_received_at = self.last_received_at.max(report.last_received_at);
+        if report.precedence().beats(&self.row.precedence()) {
+            self.row = report;
+        }
+    }
+
+    fn into_row(self) -> MessageRow {
+        MessageRow {
+            first_received_at: self.first_received_at,
+            last_received_at: self.last_received_at,
+            ..self.row.clone()
+        }
+    }
 }
 
 fn message_from_sql(row: &AnyRow) -> Result<MessageRow, sqlx::Error> {

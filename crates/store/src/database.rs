@@ -65,6 +65,8 @@ impl Default for PoolSettings {
 #[derive(Debug, Clone)]
 pub struct Database {
     pool: AnyPool,
+    /// On SQLite, one connection of its own for writing batches; on PostgreSQL, `pool` again.
+    writer: AnyPool,
     backend: Backend,
     /// Stops the SQLite checkpoint task when the last clone of the database is dropped.
     _checkpoints: Option<Arc<DropGuard>>,
@@ -110,14 +112,71 @@ impl Database {
         if backend == Backend::Sqlite {
             create_sqlite_directory(url.expose())?;
         }
-        let options = AnyPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .min_connections(0)
-            .acquire_timeout(settings.acquire_timeout)
-            .idle_timeout(Some(Duration::from_secs(300)))
-            .test_before_acquire(true);
-        let options = match backend {
-            Backend::Sqlite => options.after_connect(|connection, _| {
+        let connect = async |max_connections: u32| {
+            pool_options(backend, max_connections, settings.acquire_timeout)
+                .connect(url.expose())
+                .await
+                .map_err(|source| StoreError::Connect { backend, source })
+        };
+        let pool = connect(settings.max_connections).await?;
+        let writer = match backend {
+            Backend::Sqlite => connect(1).await?,
+            Backend::Postgres => pool.clone(),
+        };
+        let checkpoints = (backend == Backend::Sqlite).then(|| {
+            let stop = CancellationToken::new();
+            tokio::spawn(checkpoint_periodically(pool.clone(), stop.clone()));
+            Arc::new(stop.drop_guard())
+        });
+        Ok(Database { pool, writer, backend, _checkpoints: checkpoints })
+    }
+
+    pub async fn migrate(&self, migrations: &[MigrationFiles]) -> Result<(), StoreError> {
+        run_migrations(&self.pool, self.backend, migrations).await
+    }
+
+    /// The pool for queries.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The pool for writing batches (consumers, retention). On SQLite it holds a single connection:
+    /// SQLite lets one connection write at a time anyway, and a connection's page cache is emptied
+    /// whenever another connection has written since its last transaction. With writers taking turns
+    /// over a pool, every batch began with a cold cache and read its index pages back from the WAL
+    /// (and a writer waiting for the lock sleeps in SQLite's busy handler; waiting for the
+    /// connection wakes it as soon as the last batch commits). On PostgreSQL, the same pool as
+    /// [`Database::pool`].
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A cheap round trip, for readiness.
+    pub async fn ping(&self) -> Result<(), String> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(|error| error.to_string())
+    }
+
+    /// Waits for connections in use to be returned, then closes them.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.pool.close().await;
+    }
+}
+
+/// Bounded pools with timeouts; SQLite connections get the settings above.
+fn pool_options(backend: Backend, max_connections: u32, acquire_timeout: Duration) -> AnyPoolOptions {
+    let options = AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(0)
+        .acquire_timeout(acquire_timeout)
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .test_before_acquire(true);
+    match backend {
+        Backend::Sqlite => options.after_connect(|connection, _| {
                 Box::pin(async move {
                     // WAL lets readers (gRPC queries) run while the consumer writes; NORMAL sync is
                     // durable against process crashes, and the stream keeps every event anyway.
@@ -136,39 +195,8 @@ impl Database {
                         .await?;
                     Ok(())
                 })
-            }),
-            Backend::Postgres => options,
-        };
-        let pool =
-            options.connect(url.expose()).await.map_err(|source| StoreError::Connect { backend, source })?;
-        let checkpoints = (backend == Backend::Sqlite).then(|| {
-            let stop = CancellationToken::new();
-            tokio::spawn(checkpoint_periodically(pool.clone(), stop.clone()));
-            Arc::new(stop.drop_guard())
-        });
-        Ok(Database { pool, backend, _checkpoints: checkpoints })
-    }
-
-    pub async fn migrate(&self, migrations: &[MigrationFiles]) -> Result<(), StoreError> {
-        run_migrations(&self.pool, self.backend, migrations).await
-    }
-
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    /// A cheap round trip, for readiness.
-    pub async fn ping(&self) -> Result<(), String> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(|error| error.to_string())
-    }
-
-    /// Waits for connections in use to be returned, then closes them.
-    pub async fn close(&self) {
-        self.pool.close().await;
+        }),
+        Backend::Postgres => options,
     }
 }
 

@@ -8,6 +8,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use switchboard::cli::Cli;
 
+/// mimalloc instead of the C library's allocator: a request or a batch allocates and frees many
+/// small buffers across threads, and glibc's allocator spent a sixth of the gateway's CPU on that
+/// (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -1,8 +1,6 @@
 //! `voice.>` → the voice tables: decoding call records and opt-outs, applying a batch in one
 //! transaction, announcing what changed.
 
-use bytes::Bytes;
-use prost::Message as _;
 use switchboard_events::sms::Unsubscription;
 use switchboard_events::voice::VoiceCall;
 use switchboard_events::{
@@ -63,19 +61,18 @@ impl Projection for VoiceProjection {
                 Item::OptOut(row) => optout_rows.push(row.clone()),
             }
         }
-        let mut transaction = self.database.pool().begin().await.map_err(classify_error)?;
+        let mut transaction = self.database.writer().begin().await.map_err(classify_error)?;
         let changed_calls = store::write_calls(&mut transaction, &calls).await.map_err(classify_error)?;
         let changed_optouts = optouts::store(&mut transaction, &optout_rows).await.map_err(classify_error)?;
         transaction.commit().await.map_err(classify_error)?;
 
-        let mut changes: Vec<Change> = Vec::with_capacity(changed_calls.len() + changed_optouts.len());
-        changes.extend(changed_calls.iter().map(|row| Change::Call(call_to_proto(row))));
-        changes.extend(changed_optouts.iter().map(|row| Change::OptOut(row.to_proto())));
-        let encoded: Vec<Bytes> = changes
-            .into_iter()
-            .map(|change| Bytes::from(WatchResponse { change: Some(change) }.encode_to_vec()))
-            .collect();
-        self.changes.publish(encoded).await;
+        self.changes
+            .announce(move || {
+                let calls = changed_calls.iter().map(|row| Change::Call(call_to_proto(row)));
+                let optouts = changed_optouts.iter().map(|row| Change::OptOut(row.to_proto()));
+                calls.chain(optouts).map(|change| WatchResponse { change: Some(change) }).collect::<Vec<_>>()
+            })
+            .await;
         Ok(())
     }
 }
