@@ -66,9 +66,9 @@ impl Projection for ChatProjection {
         let mut optout_rows = Vec::new();
         for item in items {
             match item {
-                Item::Status(row) => statuses.push(row.clone()),
-                Item::Inbound(row) => inbound.push(row.clone()),
-                Item::OptOut(row) => optout_rows.push(row.clone()),
+                Item::Status(row) => statuses.push(row),
+                Item::Inbound(row) => inbound.push(row),
+                Item::OptOut(row) => optout_rows.push(row),
             }
         }
         let mut transaction = self.database.writer().begin().await.map_err(classify_error)?;

@@ -193,35 +193,35 @@ type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 /// Binds `column` of `row`; the search keys are derived here, so they can never disagree with the
 /// values they are derived from.
-fn bind_column<'q>(query: Query<'q>, row: &ContactRow, column: &str) -> Query<'q> {
+fn bind_column<'q>(query: Query<'q>, row: &'q ContactRow, column: &str) -> Query<'q> {
     let optional_key =
         |value: &Option<String>, derive: fn(&str) -> String| value.as_deref().map(derive).unwrap_or_default();
     match column {
-        "id" => query.bind(row.id.clone()),
-        "identity" => query.bind(row.identity.clone()),
+        "id" => query.bind(row.id.as_str()),
+        "identity" => query.bind(row.identity.as_deref()),
         "identity_key" => query.bind(optional_key(&row.identity, identity_key)),
-        "first_name" => query.bind(row.first_name.clone()),
-        "middle_name" => query.bind(row.middle_name.clone()),
-        "last_name" => query.bind(row.last_name.clone()),
+        "first_name" => query.bind(row.first_name.as_deref()),
+        "middle_name" => query.bind(row.middle_name.as_deref()),
+        "last_name" => query.bind(row.last_name.as_deref()),
         "first_name_key" => query.bind(optional_key(&row.first_name, name_key)),
         "middle_name_key" => query.bind(optional_key(&row.middle_name, name_key)),
         "last_name_key" => query.bind(optional_key(&row.last_name, name_key)),
-        "gender" => query.bind(row.gender.clone()),
-        "birth_date" => query.bind(row.birth_date.clone()),
-        "company" => query.bind(row.company.clone()),
+        "gender" => query.bind(row.gender.as_deref()),
+        "birth_date" => query.bind(row.birth_date.as_deref()),
+        "company" => query.bind(row.company.as_deref()),
         // A map of strings always serialises.
         "attributes_json" => query.bind(serde_json::to_string(&row.attributes).unwrap_or_default()),
         "created_at" => query.bind(row.created_at),
         "updated_at" => query.bind(row.updated_at),
         "updated_key" => query.bind(row.updated_key),
-        "digest" => query.bind(row.digest.clone()),
-        "status" => query.bind(row.status.clone()),
+        "digest" => query.bind(row.digest.as_str()),
+        "status" => query.bind(row.status.as_deref()),
         "listed_at" => query.bind(row.listed_at),
         "received_at" => query.bind(row.received_at),
         "first_received_at" => query.bind(row.first_received_at),
         "last_received_at" => query.bind(row.last_received_at),
         "stream_sequence" => query.bind(row.stream_sequence),
-        "raw_json" => query.bind(row.raw_json.clone()),
+        "raw_json" => query.bind(row.raw_json.as_str()),
         other => {
             debug_assert!(false, "no contact column {other}");
             query

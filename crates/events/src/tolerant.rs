@@ -52,67 +52,71 @@ impl Normalized<'_> {
 ///
 /// This does not validate the JSON; parse the result with [`parse`] or `serde_json`.
 pub fn normalize(input: &[u8], max_depth: usize) -> Result<Normalized<'_>, JsonError> {
-    let mut output: Option<Vec<u8>> = None;
-    let mut removed = 0;
+    let mut removed: Vec<usize> = Vec::new();
     let mut depth = 0usize;
     let mut deepest = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
     // The last byte outside strings that is not whitespace: a comma only counts as trailing when it
     // follows a value, so `[,]` and `1,,}` stay errors.
     let mut previous_significant: Option<u8> = None;
-    for (index, &byte) in input.iter().enumerate() {
-        let mut keep = true;
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
+    let mut index = 0;
+    while index < input.len() {
+        let byte = input[index];
+        match byte {
+            b'"' => {
+                // Strings are most of a body: jump from quote or backslash to the next.
+                index = string_end(input, index + 1);
                 previous_significant = Some(b'"');
+                continue;
             }
-        } else {
-            match byte {
-                b'"' => in_string = true,
-                b'{' | b'[' => {
-                    depth += 1;
-                    deepest = deepest.max(depth);
-                    if depth > max_depth {
-                        return Err(JsonError::TooDeep { limit: max_depth });
-                    }
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if depth > max_depth {
+                    return Err(JsonError::TooDeep { limit: max_depth });
                 }
-                b'}' | b']' => depth = depth.saturating_sub(1),
-                b',' => {
-                    let next = input[index + 1..].iter().find(|next| !next.is_ascii_whitespace());
-                    let follows_value = !matches!(previous_significant, None | Some(b'[' | b'{' | b','));
-                    if follows_value && matches!(next, Some(b'}') | Some(b']')) {
-                        keep = false;
-                        removed += 1;
-                    }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' => {
+                let next = input[index + 1..].iter().find(|next| !next.is_ascii_whitespace());
+                let follows_value = !matches!(previous_significant, None | Some(b'[' | b'{' | b','));
+                if follows_value && matches!(next, Some(b'}') | Some(b']')) {
+                    removed.push(index);
                 }
-                _ => {}
             }
-            if !byte.is_ascii_whitespace() {
-                previous_significant = Some(byte);
-            }
+            _ => {}
         }
-        match (&mut output, keep) {
-            (Some(buffer), true) => buffer.push(byte),
-            (Some(_), false) => {}
-            (None, true) => {}
-            (None, false) => {
-                let mut buffer = Vec::with_capacity(input.len());
-                buffer.extend_from_slice(&input[..index]);
-                output = Some(buffer);
-            }
+        if !byte.is_ascii_whitespace() {
+            previous_significant = Some(byte);
         }
+        index += 1;
     }
-    let body = match output {
-        Some(buffer) => Cow::Owned(buffer),
-        None => Cow::Borrowed(input),
+    let body = if removed.is_empty() {
+        Cow::Borrowed(input)
+    } else {
+        let mut buffer = Vec::with_capacity(input.len() - removed.len());
+        let mut kept_from = 0;
+        for &comma in &removed {
+            buffer.extend_from_slice(&input[kept_from..comma]);
+            kept_from = comma + 1;
+        }
+        buffer.extend_from_slice(&input[kept_from..]);
+        Cow::Owned(buffer)
     };
-    Ok(Normalized { body, removed_trailing_commas: removed, depth: deepest })
+    Ok(Normalized { body, removed_trailing_commas: removed.len(), depth: deepest })
+}
+
+/// The index just past the quote that closes the string whose contents start at `start` (the end of
+/// `input` when it is not closed).
+fn string_end(input: &[u8], start: usize) -> usize {
+    let mut cursor = start;
+    while let Some(offset) = input.get(cursor..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) {
+        if input[cursor + offset] == b'"' {
+            return cursor + offset + 1;
+        }
+        // A backslash escapes the byte after it, whatever it is.
+        cursor += offset + 2;
+    }
+    input.len()
 }
 
 /// Normalises and parses `input` into `T`, with a clear error.
@@ -242,5 +246,65 @@ mod tests {
     fn a_comma_that_is_not_trailing_stays_an_error() {
         assert!(parse::<Value>(b"{\"a\": 1,, }", 8).is_err());
         assert!(parse::<Value>(b"[,]", 8).is_err());
+    }
+
+    /// The rule byte by byte, as written first: [`normalize`] skips through strings instead.
+    fn normalize_bytewise(input: &[u8], max_depth: usize) -> Result<(Vec<u8>, usize, usize), JsonError> {
+        let (mut output, mut removed, mut depth, mut deepest) = (Vec::new(), 0, 0usize, 0);
+        let (mut in_string, mut escaped, mut previous_significant) = (false, false, None);
+        for (index, &byte) in input.iter().enumerate() {
+            let mut keep = true;
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if byte == b'\\' {
+                    escaped = true;
+                } else if byte == b'"' {
+                    in_string = false;
+                    previous_significant = Some(b'"');
+                }
+            } else {
+                match byte {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => {
+                        depth += 1;
+                        deepest = deepest.max(depth);
+                        if depth > max_depth {
+                            return Err(JsonError::TooDeep { limit: max_depth });
+                        }
+                    }
+                    b'}' | b']' => depth = depth.saturating_sub(1),
+                    b',' => {
+                        let next = input[index + 1..].iter().find(|next| !next.is_ascii_whitespace());
+                        let follows_value = !matches!(previous_significant, None | Some(b'[' | b'{' | b','));
+                        if follows_value && matches!(next, Some(b'}') | Some(b']')) {
+                            keep = false;
+                            removed += 1;
+                        }
+                    }
+                    _ => {}
+                }
+                if !byte.is_ascii_whitespace() {
+                    previous_significant = Some(byte);
+                }
+            }
+            if keep {
+                output.push(byte);
+            }
+        }
+        Ok((output, removed, deepest))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn skipping_through_strings_changes_nothing(
+            input in proptest::collection::vec(proptest::sample::select(b"{}[],:\" \\a1 \n".to_vec()), 0..64),
+            max_depth in 1usize..6,
+        ) {
+            let expected = normalize_bytewise(&input, max_depth);
+            let actual = normalize(&input, max_depth)
+                .map(|normalized| (normalized.body.into_owned(), normalized.removed_trailing_commas, normalized.depth));
+            proptest::prop_assert_eq!(actual, expected, "{:?}", String::from_utf8_lossy(&input));
+        }
     }
 }

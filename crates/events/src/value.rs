@@ -223,6 +223,33 @@ pub fn unix_micros(instant: OffsetDateTime) -> i64 {
     i64::try_from(instant.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
 }
 
+/// `instant` in UTC as RFC 3339 with exactly six fractional digits (`2026-11-24T21:46:53.123456Z`),
+/// the form of the `Switchboard-Received-At` header. Written by hand: the gateway stamps every
+/// request, and `time`'s general formatter cost more than the rest of the stamp.
+pub fn rfc3339_micros(instant: OffsetDateTime) -> String {
+    let utc = instant.to_offset(UtcOffset::UTC);
+    // Years outside 0..=9999 cannot be written in RFC 3339; the clock never gives them.
+    let year = u32::try_from(utc.year().clamp(0, 9999)).unwrap_or_default();
+    let fields: [(u32, u32, char); 7] = [
+        (year, 4, '-'),
+        (u8::from(utc.month()).into(), 2, '-'),
+        (utc.day().into(), 2, 'T'),
+        (utc.hour().into(), 2, ':'),
+        (utc.minute().into(), 2, ':'),
+        (utc.second().into(), 2, '.'),
+        (utc.microsecond(), 6, 'Z'),
+    ];
+    let mut text = String::with_capacity(27);
+    for (value, digits, separator) in fields {
+        for place in (0..digits).rev() {
+            let digit = value / 10u32.pow(place) % 10;
+            text.push(char::from_digit(digit, 10).unwrap_or('0'));
+        }
+        text.push(separator);
+    }
+    text
+}
+
 fn parse_time(text: &str) -> ParsedTime {
     if let Ok(instant) = OffsetDateTime::parse(text, &Rfc3339) {
         return ParsedTime::Zoned(instant);
@@ -265,6 +292,25 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+
+    #[test]
+    fn received_times_are_rfc3339_with_microseconds() {
+        let instant = time::macros::datetime!(2026-01-02 03:04:05.123456789 +05:30);
+        assert_eq!(rfc3339_micros(instant), "2026-01-01T21:34:05.123456Z");
+        let whole = time::macros::datetime!(1999-12-31 23:59:59 UTC);
+        assert_eq!(rfc3339_micros(whole), "1999-12-31T23:59:59.000000Z");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn received_times_read_back_to_the_microsecond(micros in 0i64..253_402_300_799_999_999) {
+            let instant = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).expect("in range");
+            let text = rfc3339_micros(instant);
+            proptest::prop_assert_eq!(text.len(), 27);
+            let parsed = OffsetDateTime::parse(&text, &Rfc3339).expect("RFC 3339");
+            proptest::prop_assert_eq!(unix_micros(parsed), micros);
+        }
+    }
 
     #[derive(Deserialize)]
     struct Sample {

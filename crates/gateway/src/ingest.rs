@@ -19,7 +19,6 @@ use switchboard_events::tolerant::{self, JsonError};
 use switchboard_events::{EventKind, Subjects, event_to_subject};
 use switchboard_runtime::dead_letter::{DeadLetter, DeadLetters};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::answer::{Accepted, Refusal};
 use crate::auth::{AuthError, Authenticated, Authenticator, Presented, TrustedProxies};
@@ -118,7 +117,7 @@ impl Gateway {
         }
         let meta = RequestMeta {
             request_id: request_id.clone(),
-            received_at: received_at.format(&Rfc3339).unwrap_or_default(),
+            received_at: switchboard_events::value::rfc3339_micros(received_at),
             traceparent: headers
                 .get("traceparent")
                 .and_then(|value| value.to_str().ok())

@@ -111,23 +111,23 @@ pub async fn write_messages(
     let mut query = sqlx::query(&sql);
     for row in earliest.values() {
         query = query
-            .bind(row.id.clone())
-            .bind(row.virtual_number.clone())
-            .bind(row.sender.clone())
-            .bind(row.message_type.clone())
-            .bind(row.text.clone())
-            .bind(row.keyword1.clone())
-            .bind(row.keyword2.clone());
+            .bind(row.id.as_str())
+            .bind(row.virtual_number.as_str())
+            .bind(row.sender.as_str())
+            .bind(row.message_type.as_deref())
+            .bind(row.text.as_deref())
+            .bind(row.keyword1.as_str())
+            .bind(row.keyword2.as_str());
         for field in row.profile.fields() {
             query = query.bind(field.clone());
         }
         query = query
-            .bind(row.message_id.clone())
+            .bind(row.message_id.as_deref())
             .bind(row.message_at)
-            .bind(row.payload_json.clone())
+            .bind(row.payload_json.as_str())
             .bind(row.received_at)
             .bind(row.stream_sequence)
-            .bind(row.raw_json.clone());
+            .bind(row.raw_json.as_str());
     }
     let returned = query.fetch_all(&mut *connection).await?;
     written_rows_returned(earliest.into_values(), |row| row.id.clone(), &returned, |row| row.try_get("id"))

@@ -79,8 +79,11 @@ pub async fn run_once(
         let statement = target.chunk_statement();
         let mut total = 0u64;
         loop {
-            let result =
-                sqlx::query(&statement).bind(cutoff).bind(config.chunk_size).execute(database.writer()).await?;
+            let result = sqlx::query(&statement)
+                .bind(cutoff)
+                .bind(config.chunk_size)
+                .execute(database.writer())
+                .await?;
             let affected = result.rows_affected();
             total += affected;
             if affected < u64::try_from(config.chunk_size).unwrap_or(u64::MAX) {

@@ -68,7 +68,10 @@ impl Projection for SmsProjection {
                 let messages =
                     changed_messages.iter().map(|row| Change::Message(message_to_proto(row, Vec::new())));
                 let optouts = changed_optouts.iter().map(|row| Change::OptOut(row.to_proto()));
-                messages.chain(optouts).map(|change| WatchResponse { change: Some(change) }).collect::<Vec<_>>()
+                messages
+                    .chain(optouts)
+                    .map(|change| WatchResponse { change: Some(change) })
+                    .collect::<Vec<_>>()
             })
             .await;
         Ok(())

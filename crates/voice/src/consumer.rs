@@ -57,8 +57,8 @@ impl Projection for VoiceProjection {
         let mut optout_rows = Vec::new();
         for item in items {
             match item {
-                Item::Call(row) => calls.push(CallRow::clone(row)),
-                Item::OptOut(row) => optout_rows.push(row.clone()),
+                Item::Call(row) => calls.push(row.as_ref()),
+                Item::OptOut(row) => optout_rows.push(row),
             }
         }
         let mut transaction = self.database.writer().begin().await.map_err(classify_error)?;

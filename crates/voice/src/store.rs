@@ -1,5 +1,6 @@
 //! The voice tables: writing a batch of call records, and the queries behind the API.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
@@ -130,18 +131,19 @@ const EVENT_COLUMN_COUNT: usize = 8;
 /// order, so concurrent replicas cannot deadlock.
 pub async fn write_calls(
     connection: &mut AnyConnection,
-    records: &[CallRow],
+    records: &[impl Borrow<CallRow>],
 ) -> Result<Vec<CallRow>, sqlx::Error> {
     if records.is_empty() {
         return Ok(Vec::new());
     }
-    write_history(connection, records).await?;
-    write_current(connection, records).await
+    let records: Vec<&CallRow> = records.iter().map(Borrow::borrow).collect();
+    write_history(connection, &records).await?;
+    write_current(connection, &records).await
 }
 
-async fn write_history(connection: &mut AnyConnection, records: &[CallRow]) -> Result<(), sqlx::Error> {
+async fn write_history(connection: &mut AnyConnection, records: &[&CallRow]) -> Result<(), sqlx::Error> {
     let mut earliest: BTreeMap<(&str, &str), &CallRow> = BTreeMap::new();
-    for record in records {
+    for &record in records {
         earliest
             .entry((record.mid.as_str(), record.digest.as_str()))
             .and_modify(|kept| {
@@ -161,14 +163,14 @@ async fn write_history(connection: &mut AnyConnection, records: &[CallRow]) -> R
     let mut query = sqlx::query(&sql);
     for record in earliest.values() {
         query = query
-            .bind(record.mid.clone())
-            .bind(record.digest.clone())
-            .bind(record.status.clone())
+            .bind(record.mid.as_str())
+            .bind(record.digest.as_str())
+            .bind(record.status.as_deref())
             .bind(record.end_at)
             .bind(record.duration_seconds)
             .bind(record.received_at)
             .bind(record.stream_sequence)
-            .bind(record.raw_json.clone());
+            .bind(record.raw_json.as_str());
     }
     query.execute(&mut *connection).await?;
     Ok(())
@@ -176,12 +178,12 @@ async fn write_history(connection: &mut AnyConnection, records: &[CallRow]) -> R
 
 async fn write_current(
     connection: &mut AnyConnection,
-    records: &[CallRow],
+    records: &[&CallRow],
 ) -> Result<Vec<CallRow>, sqlx::Error> {
     // Reduce the batch to one row per call: the winner, with the batch's first and last receive
     // times (PostgreSQL refuses to touch a row twice in one statement).
     let mut winners: BTreeMap<String, CallRow> = BTreeMap::new();
-    for record in records {
+    for &record in records {
         match winners.get_mut(record.mid.as_str()) {
             None => {
                 winners.insert(record.mid.clone(), record.clone());
@@ -213,32 +215,32 @@ async fn write_current(
     let mut query = sqlx::query(&sql);
     for row in winners.values() {
         query = query
-            .bind(row.mid.clone())
-            .bind(row.bridge.clone())
-            .bind(row.from_number.clone())
-            .bind(row.to_number.clone())
-            .bind(row.source.clone())
-            .bind(row.flow_id.clone())
+            .bind(row.mid.as_str())
+            .bind(row.bridge.as_deref())
+            .bind(row.from_number.as_deref())
+            .bind(row.to_number.as_deref())
+            .bind(row.source.as_deref())
+            .bind(row.flow_id.as_deref())
             .bind(row.start_at)
             .bind(row.end_at)
             .bind(row.duration_seconds)
-            .bind(row.status.clone())
+            .bind(row.status.as_deref())
             .bind(row.answered)
-            .bind(row.recording_url.clone())
-            .bind(row.status1.clone())
-            .bind(row.status2.clone())
-            .bind(row.billing.clone())
-            .bind(row.hangup_by.clone())
-            .bind(row.call_date.clone())
+            .bind(row.recording_url.as_deref())
+            .bind(row.status1.as_deref())
+            .bind(row.status2.as_deref())
+            .bind(row.billing.as_deref())
+            .bind(row.hangup_by.as_deref())
+            .bind(row.call_date.as_deref())
             .bind(row.unixtime)
             .bind(row.end_time_key)
-            .bind(row.digest.clone())
+            .bind(row.digest.as_str())
             .bind(row.listed_at)
             .bind(row.received_at)
             .bind(row.first_received_at)
             .bind(row.last_received_at)
             .bind(row.stream_sequence)
-            .bind(row.raw_json.clone());
+            .bind(row.raw_json.as_str());
     }
     let returned = query.fetch_all(&mut *connection).await?;
     let (mut changed, kept_their_record) = current_rows_returned(

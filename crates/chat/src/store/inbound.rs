@@ -1,5 +1,6 @@
 //! Inbound messages: one row per (channel, id); a re-sent id keeps its earliest delivery.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
@@ -62,11 +63,12 @@ const REPLACED_COLUMNS: &[&str] = &[
 /// so the outcome does not depend on their order.
 pub async fn write_inbound(
     connection: &mut AnyConnection,
-    rows: &[InboundRow],
+    rows: &[impl Borrow<InboundRow>],
 ) -> Result<Vec<InboundRow>, sqlx::Error> {
     // One row per key per statement, sorted by key (a stable lock order across replicas).
     let mut earliest: BTreeMap<(&str, &str), &InboundRow> = BTreeMap::new();
     for row in rows {
+        let row = row.borrow();
         earliest
             .entry((row.channel.as_str(), row.id.as_str()))
             .and_modify(|kept| {
@@ -92,24 +94,24 @@ pub async fn write_inbound(
     let mut query = sqlx::query(&sql);
     for row in earliest.values() {
         query = query
-            .bind(row.channel.clone())
-            .bind(row.id.clone())
-            .bind(row.sender.clone())
-            .bind(row.recipient.clone())
-            .bind(row.kind.clone())
-            .bind(row.text.clone())
-            .bind(row.url.clone())
-            .bind(row.caption.clone())
-            .bind(row.filename.clone())
-            .bind(row.mime_type.clone())
-            .bind(row.profile_json.clone())
-            .bind(row.message_id.clone())
+            .bind(row.channel.as_str())
+            .bind(row.id.as_str())
+            .bind(row.sender.as_str())
+            .bind(row.recipient.as_str())
+            .bind(row.kind.as_str())
+            .bind(row.text.as_deref())
+            .bind(row.url.as_deref())
+            .bind(row.caption.as_deref())
+            .bind(row.filename.as_deref())
+            .bind(row.mime_type.as_deref())
+            .bind(row.profile_json.as_deref())
+            .bind(row.message_id.as_deref())
             .bind(row.message_at)
             .bind(row.conversation_at)
             .bind(row.received_at)
             .bind(row.stream_sequence)
-            .bind(row.payload_json.clone())
-            .bind(row.raw_json.clone());
+            .bind(row.payload_json.as_str())
+            .bind(row.raw_json.as_str());
     }
     let returned = query.fetch_all(&mut *connection).await?;
     written_rows_returned(

@@ -1,6 +1,7 @@
 //! Outbound messages: writing a batch of status events (history and current state), and reading
 //! messages back.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
@@ -94,18 +95,19 @@ const EVENT_COLUMNS: &str =
 /// the same order, so concurrent replicas cannot deadlock.
 pub async fn write_statuses(
     connection: &mut AnyConnection,
-    events: &[OutboundRow],
+    events: &[impl Borrow<OutboundRow>],
 ) -> Result<Vec<OutboundRow>, sqlx::Error> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    write_history(connection, events).await?;
-    write_messages(connection, events).await
+    let events: Vec<&OutboundRow> = events.iter().map(Borrow::borrow).collect();
+    write_history(connection, &events).await?;
+    write_messages(connection, &events).await
 }
 
-async fn write_history(connection: &mut AnyConnection, events: &[OutboundRow]) -> Result<(), sqlx::Error> {
+async fn write_history(connection: &mut AnyConnection, events: &[&OutboundRow]) -> Result<(), sqlx::Error> {
     let mut earliest: BTreeMap<(&str, &str, &str), &OutboundRow> = BTreeMap::new();
-    for event in events {
+    for &event in events {
         earliest
             .entry((event.channel.as_str(), event.id.as_str(), event.digest.as_str()))
             .and_modify(|kept| {
@@ -125,14 +127,14 @@ async fn write_history(connection: &mut AnyConnection, events: &[OutboundRow]) -
     let mut query = sqlx::query(&sql);
     for event in earliest.values() {
         query = query
-            .bind(event.channel.clone())
-            .bind(event.id.clone())
-            .bind(event.digest.clone())
-            .bind(event.status.clone())
+            .bind(event.channel.as_str())
+            .bind(event.id.as_str())
+            .bind(event.digest.as_str())
+            .bind(event.status.as_str())
             .bind(event.status_at)
             .bind(event.received_at)
             .bind(event.stream_sequence)
-            .bind(event.raw_json.clone());
+            .bind(event.raw_json.as_str());
     }
     query.execute(&mut *connection).await?;
     Ok(())
@@ -148,12 +150,12 @@ fn upsert_clauses() -> (String, String) {
 
 async fn write_messages(
     connection: &mut AnyConnection,
-    events: &[OutboundRow],
+    events: &[&OutboundRow],
 ) -> Result<Vec<OutboundRow>, sqlx::Error> {
     // Reduce the batch to one row per message (PostgreSQL refuses to touch a row twice in one
     // statement), by the same rules the SQL applies against the stored row.
     let mut reduced: BTreeMap<(&str, &str), OutboundRow> = BTreeMap::new();
-    for event in events {
+    for &event in events {
         match reduced.get_mut(&(event.channel.as_str(), event.id.as_str())) {
             None => {
                 reduced.insert((event.channel.as_str(), event.id.as_str()), event.clone());
@@ -175,16 +177,16 @@ async fn write_messages(
     let mut query = sqlx::query(&sql);
     for row in reduced.values() {
         query = query
-            .bind(row.channel.clone())
-            .bind(row.id.clone())
-            .bind(row.sender.clone())
-            .bind(row.recipient.clone())
-            .bind(row.status.clone())
+            .bind(row.channel.as_str())
+            .bind(row.id.as_str())
+            .bind(row.sender.as_str())
+            .bind(row.recipient.as_str())
+            .bind(row.status.as_str())
             .bind(row.status_rank)
             .bind(row.status_time_key)
-            .bind(row.digest.clone())
+            .bind(row.digest.as_str())
             .bind(row.status_at)
-            .bind(row.foreign_id.clone());
+            .bind(row.foreign_id.as_deref());
         for milestone in row.milestones.values() {
             query = query.bind(milestone);
         }
@@ -195,7 +197,7 @@ async fn write_messages(
             .bind(row.first_received_at)
             .bind(row.last_received_at)
             .bind(row.stream_sequence)
-            .bind(row.raw_json.clone());
+            .bind(row.raw_json.as_str());
     }
     let returned = query.fetch_all(&mut *connection).await?;
     let (mut changed, kept_their_status) = current_rows_returned(
