@@ -2,6 +2,7 @@
 //! (SQLite by default, PostgreSQL with SB_TEST_DATABASE=postgres).
 
 mod batch_limits;
+mod changes;
 mod chat;
 mod contacts;
 mod faults;
@@ -22,3 +23,4 @@ mod security_tls;
 mod sms;
 mod voice;
 mod voice_projections;
+mod writer;
