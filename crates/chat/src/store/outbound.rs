@@ -47,22 +47,49 @@ impl OutboundRow {
             stream_sequence: self.stream_sequence,
         }
     }
+}
 
-    /// Folds another event for the same message into this one: the winner's columns, the earliest
-    /// milestones and conversation time, the first and last receive times.
-    fn absorb(&mut self, other: &OutboundRow) {
-        let mut milestones = self.milestones;
-        milestones.merge(&other.milestones);
-        let conversation_at = self.conversation_at.min(other.conversation_at);
-        let first_received_at = self.first_received_at.min(other.first_received_at);
-        let last_received_at = self.last_received_at.max(other.last_received_at);
-        if other.precedence().beats(&self.precedence()) {
-            *self = other.clone();
+/// A batch's events for one message folded into one: the winning event's columns, the earliest
+/// milestones and conversation time, the first and last receive times.
+struct Reduced<'a> {
+    winner: &'a OutboundRow,
+    milestones: Milestones,
+    conversation_at: i64,
+    first_received_at: i64,
+    last_received_at: i64,
+}
+
+impl<'a> Reduced<'a> {
+    fn new(event: &'a OutboundRow) -> Reduced<'a> {
+        Reduced {
+            winner: event,
+            milestones: event.milestones,
+            conversation_at: event.conversation_at,
+            first_received_at: event.first_received_at,
+            last_received_at: event.last_received_at,
         }
-        self.milestones = milestones;
-        self.conversation_at = conversation_at;
-        self.first_received_at = first_received_at;
-        self.last_received_at = last_received_at;
+    }
+
+    /// Folds another event for the same message in.
+    fn absorb(&mut self, other: &'a OutboundRow) {
+        self.milestones.merge(&other.milestones);
+        self.conversation_at = self.conversation_at.min(other.conversation_at);
+        self.first_received_at = self.first_received_at.min(other.first_received_at);
+        self.last_received_at = self.last_received_at.max(other.last_received_at);
+        if other.precedence().beats(&self.winner.precedence()) {
+            self.winner = other;
+        }
+    }
+
+    /// The row the upsert proposes (and, when it is written, the row stored).
+    fn into_row(self) -> OutboundRow {
+        OutboundRow {
+            milestones: self.milestones,
+            conversation_at: self.conversation_at,
+            first_received_at: self.first_received_at,
+            last_received_at: self.last_received_at,
+            ..self.winner.clone()
+        }
     }
 }
 
@@ -154,17 +181,17 @@ async fn write_messages(
 ) -> Result<Vec<OutboundRow>, sqlx::Error> {
     // Reduce the batch to one row per message (PostgreSQL refuses to touch a row twice in one
     // statement), by the same rules the SQL applies against the stored row.
-    let mut reduced: BTreeMap<(&str, &str), OutboundRow> = BTreeMap::new();
+    let mut reduced: BTreeMap<(&str, &str), Reduced> = BTreeMap::new();
     for &event in events {
         match reduced.get_mut(&(event.channel.as_str(), event.id.as_str())) {
             None => {
-                reduced.insert((event.channel.as_str(), event.id.as_str()), event.clone());
+                reduced.insert((event.channel.as_str(), event.id.as_str()), Reduced::new(event));
             }
             Some(kept) => kept.absorb(event),
         }
     }
     // Owned keys, once per message, for matching the rows the upsert returns.
-    let reduced: BTreeMap<(String, String), OutboundRow> =
+    let reduced: BTreeMap<(String, String), Reduced> =
         reduced.into_iter().map(|((channel, id), row)| ((channel.to_owned(), id.to_owned()), row)).collect();
     let (assignments, changed) = upsert_clauses();
     let sql = format!(
@@ -175,7 +202,8 @@ async fn write_messages(
         MILESTONE_COLUMNS.join(", "),
     );
     let mut query = sqlx::query(&sql);
-    for row in reduced.values() {
+    for reduced in reduced.values() {
+        let row = reduced.winner;
         query = query
             .bind(row.channel.as_str())
             .bind(row.id.as_str())
@@ -187,32 +215,33 @@ async fn write_messages(
             .bind(row.digest.as_str())
             .bind(row.status_at)
             .bind(row.foreign_id.as_deref());
-        for milestone in row.milestones.values() {
+        for milestone in reduced.milestones.values() {
             query = query.bind(milestone);
         }
         query = query
             .bind(row.listed_at)
-            .bind(row.conversation_at)
+            .bind(reduced.conversation_at)
             .bind(row.received_at)
-            .bind(row.first_received_at)
-            .bind(row.last_received_at)
+            .bind(reduced.first_received_at)
+            .bind(reduced.last_received_at)
             .bind(row.stream_sequence)
             .bind(row.raw_json.as_str());
     }
     let returned = query.fetch_all(&mut *connection).await?;
-    let (mut changed, kept_their_status) = current_rows_returned(
+    let (changed, kept_their_status) = current_rows_returned(
         reduced,
         &returned,
         |row| Ok((row.try_get("channel")?, row.try_get("id")?)),
-        |winner| winner.stream_sequence,
-        |winner, row| {
-            winner.milestones = milestones_from_sql(row, "")?;
-            winner.conversation_at = row.try_get("conversation_at")?;
-            winner.first_received_at = row.try_get("first_received_at")?;
-            winner.last_received_at = row.try_get("last_received_at")?;
+        |reduced| reduced.winner.stream_sequence,
+        |reduced, row| {
+            reduced.milestones = milestones_from_sql(row, "")?;
+            reduced.conversation_at = row.try_get("conversation_at")?;
+            reduced.first_received_at = row.try_get("first_received_at")?;
+            reduced.last_received_at = row.try_get("last_received_at")?;
             Ok(())
         },
     )?;
+    let mut changed: Vec<OutboundRow> = changed.into_iter().map(Reduced::into_row).collect();
     changed.extend(read_outbound(connection, &kept_their_status).await?);
     changed.sort_by(|left, right| (&left.channel, &left.id).cmp(&(&right.channel, &right.id)));
     Ok(changed)
