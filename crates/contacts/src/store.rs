@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
-    Backend, Conditions, Database, MigrationFiles, current_rows_returned, current_state_update, like_prefix,
-    one_row_per_key, received_bounds, rows_by_key, values_rows,
+    Backend, Conditions, CurrentRow, Database, MigrationFiles, batch_winners, current_rows_returned,
+    current_state_update, like_prefix, one_row_per_key, received_bounds, rows_by_key, values_rows,
 };
 
 use crate::model::{Precedence, beats_sql, identity_key, name_key};
@@ -74,6 +74,20 @@ pub struct ContactRow {
     pub last_received_at: i64,
     pub stream_sequence: i64,
     pub raw_json: String,
+}
+
+impl CurrentRow for ContactRow {
+    fn received(&self) -> (i64, i64) {
+        (self.first_received_at, self.last_received_at)
+    }
+
+    fn with_received(&self, (first_received_at, last_received_at): (i64, i64)) -> ContactRow {
+        ContactRow { first_received_at, last_received_at, ..self.clone() }
+    }
+
+    fn beats(&self, current: &ContactRow) -> bool {
+        self.precedence().beats(&current.precedence())
+    }
 }
 
 impl ContactRow {
@@ -277,30 +291,11 @@ async fn write_contacts(
 ) -> Result<Vec<ContactRow>, sqlx::Error> {
     // Reduce the batch to one row per contact: the winner, with the batch's first and last receive
     // times (PostgreSQL refuses to touch a row twice in one statement).
-    let mut receive_bounds: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
-    for version in versions {
-        receive_bounds
-            .entry(version.id.as_str())
-            .and_modify(|(first, last)| {
-                *first = (*first).min(version.first_received_at);
-                *last = (*last).max(version.last_received_at);
-            })
-            .or_insert((version.first_received_at, version.last_received_at));
-    }
-    let winners: BTreeMap<String, ContactRow> = one_row_per_key(
-        versions,
-        |version| version.id.as_str(),
-        |candidate, kept| candidate.precedence().beats(&kept.precedence()),
-    )
-    .into_values()
-    .map(|winner| {
-        let mut row = winner.clone();
-        if let Some((first, last)) = receive_bounds.get(winner.id.as_str()) {
-            (row.first_received_at, row.last_received_at) = (*first, *last);
-        }
-        (row.id.clone(), row)
-    })
-    .collect();
+    let versions: Vec<&ContactRow> = versions.iter().collect();
+    let winners: BTreeMap<String, ContactRow> = batch_winners(&versions, |version| version.id.as_str())
+        .into_iter()
+        .map(|(id, winner)| (id, winner.into_row()))
+        .collect();
 
     let (assignments, changed) = current_state_update(
         "contacts",

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
-    Backend, Conditions, Database, MigrationFiles, current_rows_returned, current_state_update,
-    received_bounds, rows_by_key, values_rows,
+    Backend, BatchWinner, Conditions, CurrentRow, Database, MigrationFiles, batch_winners,
+    current_rows_returned, current_state_update, received_bounds, rows_by_key, values_rows,
 };
 
 use crate::model::{Precedence, beats_sql};
@@ -173,15 +173,7 @@ async fn write_messages(
 ) -> Result<Vec<MessageRow>, sqlx::Error> {
     // Reduce the batch to one row per message: the winner, with the batch's first and last receive
     // times (PostgreSQL refuses to touch a row twice in one statement).
-    let mut winners: BTreeMap<String, Winner> = BTreeMap::new();
-    for &report in reports {
-        match winners.get_mut(report.id.as_str()) {
-            Some(winner) => winner.meet(report),
-            None => {
-                winners.insert(report.id.clone(), Winner::new(report));
-            }
-        }
-    }
+    let winners = batch_winners(reports, |report| report.id.as_str());
     let (assignments, changed) = current_state_update(
         "sms_messages",
         &beats_sql("sms_messages"),
@@ -196,7 +188,7 @@ async fn write_messages(
         values_rows(Backend::of(connection), winners.len(), 23),
     );
     let mut query = sqlx::query(&sql);
-    for &Winner { row, first_received_at, last_received_at } in winners.values() {
+    for &BatchWinner { row, received: (first_received_at, last_received_at) } in winners.values() {
         query = query
             .bind(row.id.as_str())
             .bind(row.request_id.as_str())
@@ -229,11 +221,11 @@ async fn write_messages(
         |row| row.try_get("id"),
         |winner| winner.row.stream_sequence,
         |winner, row| {
-            (winner.first_received_at, winner.last_received_at) = received_bounds(row)?;
+            winner.received = received_bounds(row)?;
             Ok(())
         },
     )?;
-    let mut changed: Vec<MessageRow> = changed.into_iter().map(Winner::into_row).collect();
+    let mut changed: Vec<MessageRow> = changed.into_iter().map(BatchWinner::into_row).collect();
     changed.extend(
         rows_by_key(connection, MESSAGE_COLUMNS, "sms_messages", "id", &kept_their_report, message_from_sql)
             .await?,
@@ -242,33 +234,17 @@ async fn write_messages(
     Ok(changed)
 }
 
-/// A batch's winning report for one message, with the batch's first and last receive times.
-struct Winner<'a> {
-    row: &'a MessageRow,
-    first_received_at: i64,
-    last_received_at: i64,
-}
-
-impl<'a> Winner<'a> {
-    fn new(row: &'a MessageRow) -> Winner<'a> {
-        Winner { row, first_received_at: row.first_received_at, last_received_at: row.last_received_at }
+impl CurrentRow for MessageRow {
+    fn received(&self) -> (i64, i64) {
+        (self.first_received_at, self.last_received_at)
     }
 
-    /// Takes another report of the same message into account.
-    fn meet(&mut self, report: &'a MessageRow) {
-        self.first_received_at = self.first_received_at.min(report.first_received_at);
-        self.last_received_at = self.last_received_at.max(report.last_received_at);
-        if report.precedence().beats(&self.row.precedence()) {
-            self.row = report;
-        }
+    fn with_received(&self, (first_received_at, last_received_at): (i64, i64)) -> MessageRow {
+        MessageRow { first_received_at, last_received_at, ..self.clone() }
     }
 
-    fn into_row(self) -> MessageRow {
-        MessageRow {
-            first_received_at: self.first_received_at,
-            last_received_at: self.last_received_at,
-            ..self.row.clone()
-        }
+    fn beats(&self, current: &MessageRow) -> bool {
+        self.precedence().beats(&current.precedence())
     }
 }
 

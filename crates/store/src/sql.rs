@@ -152,6 +152,64 @@ pub fn one_row_per_key<'a, K: Ord, T>(
     kept
 }
 
+/// A row a batch proposes for a service's current state that keeps, besides the winning event's
+/// columns, the first and last receive time of every event for its key ([`batch_winners`]).
+pub trait CurrentRow {
+    /// `(first_received_at, last_received_at)`.
+    fn received(&self) -> (i64, i64);
+    /// A copy of this row with other receive times.
+    fn with_received(&self, received: (i64, i64)) -> Self;
+    /// Whether this row replaces `current` as the state (the service's precedence rule).
+    fn beats(&self, current: &Self) -> bool;
+}
+
+/// A batch's winning row for one key, by reference, with the batch's first and last receive times
+/// for that key.
+#[derive(Debug)]
+pub struct BatchWinner<'a, T> {
+    pub row: &'a T,
+    pub received: (i64, i64),
+}
+
+impl<'a, T: CurrentRow> BatchWinner<'a, T> {
+    pub fn new(row: &'a T) -> BatchWinner<'a, T> {
+        BatchWinner { row, received: row.received() }
+    }
+
+    /// Takes another row for the same key into account.
+    pub fn meet(&mut self, other: &'a T) {
+        let (first, last) = other.received();
+        self.received = (self.received.0.min(first), self.received.1.max(last));
+        if other.beats(self.row) {
+            self.row = other;
+        }
+    }
+
+    /// The row the upsert proposes (and, when it is written, the row stored).
+    pub fn into_row(self) -> T {
+        self.row.with_received(self.received)
+    }
+}
+
+/// Reduces a batch to one [`BatchWinner`] per key, sorted by key (see [`one_row_per_key`] for why),
+/// owning each key once.
+pub fn batch_winners<'a, T: CurrentRow>(
+    rows: &[&'a T],
+    key: impl Fn(&'a T) -> &'a str,
+) -> std::collections::BTreeMap<String, BatchWinner<'a, T>> {
+    let mut winners: std::collections::BTreeMap<String, BatchWinner<'a, T>> =
+        std::collections::BTreeMap::new();
+    for &row in rows {
+        match winners.get_mut(key(row)) {
+            Some(winner) => winner.meet(row),
+            None => {
+                winners.insert(key(row).to_owned(), BatchWinner::new(row));
+            }
+        }
+    }
+    winners
+}
+
 /// The rows of an upsert that replaces every column and that its `RETURNING` named (by key): as a
 /// changed row is then exactly the row written, the statement only needs to return keys, not every
 /// column (reading whole rows back cost more than the upsert itself).
@@ -252,6 +310,43 @@ mod tests {
         let kept = one_row_per_key(&rows, |row| row.0, |candidate, kept| candidate.1 < kept.1);
         let kept: Vec<_> = kept.into_values().copied().collect();
         assert_eq!(kept, [("a", 5), ("b", 1)]);
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Report {
+        key: &'static str,
+        rank: i64,
+        received: (i64, i64),
+    }
+
+    impl CurrentRow for Report {
+        fn received(&self) -> (i64, i64) {
+            self.received
+        }
+        fn with_received(&self, received: (i64, i64)) -> Report {
+            Report { received, ..self.clone() }
+        }
+        fn beats(&self, current: &Report) -> bool {
+            self.rank > current.rank
+        }
+    }
+
+    #[test]
+    fn batch_winners_keep_the_winner_and_the_receive_span_of_every_row() {
+        let report = |key, rank, at| Report { key, rank, received: (at, at) };
+        let rows = [report("b", 1, 30), report("a", 2, 50), report("b", 3, 10), report("a", 1, 70)];
+        let rows: Vec<&Report> = rows.iter().collect();
+        let winners: Vec<(String, Report)> = batch_winners(&rows, |row| row.key)
+            .into_iter()
+            .map(|(key, winner)| (key, winner.into_row()))
+            .collect();
+        assert_eq!(
+            winners,
+            [
+                ("a".to_owned(), Report { key: "a", rank: 2, received: (50, 70) }),
+                ("b".to_owned(), Report { key: "b", rank: 3, received: (10, 30) }),
+            ]
+        );
     }
 
     #[test]

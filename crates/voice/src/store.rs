@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
-    Backend, Conditions, Database, MigrationFiles, current_rows_returned, current_state_update,
-    received_bounds, rows_by_key, values_rows,
+    Backend, BatchWinner, Conditions, CurrentRow, Database, MigrationFiles, batch_winners,
+    current_rows_returned, current_state_update, received_bounds, rows_by_key, values_rows,
 };
 
 use crate::model::{Precedence, beats_sql};
@@ -77,6 +77,20 @@ pub struct CallRow {
     pub last_received_at: i64,
     pub stream_sequence: i64,
     pub raw_json: String,
+}
+
+impl CurrentRow for CallRow {
+    fn received(&self) -> (i64, i64) {
+        (self.first_received_at, self.last_received_at)
+    }
+
+    fn with_received(&self, (first_received_at, last_received_at): (i64, i64)) -> CallRow {
+        CallRow { first_received_at, last_received_at, ..self.clone() }
+    }
+
+    fn beats(&self, current: &CallRow) -> bool {
+        self.precedence().beats(&current.precedence())
+    }
 }
 
 impl CallRow {
@@ -182,23 +196,7 @@ async fn write_current(
 ) -> Result<Vec<CallRow>, sqlx::Error> {
     // Reduce the batch to one row per call: the winner, with the batch's first and last receive
     // times (PostgreSQL refuses to touch a row twice in one statement).
-    let mut winners: BTreeMap<String, CallRow> = BTreeMap::new();
-    for &record in records {
-        match winners.get_mut(record.mid.as_str()) {
-            None => {
-                winners.insert(record.mid.clone(), record.clone());
-            }
-            Some(kept) => {
-                let first = kept.first_received_at.min(record.first_received_at);
-                let last = kept.last_received_at.max(record.last_received_at);
-                if record.precedence().beats(&kept.precedence()) {
-                    *kept = record.clone();
-                }
-                kept.first_received_at = first;
-                kept.last_received_at = last;
-            }
-        }
-    }
+    let winners = batch_winners(records, |record| record.mid.as_str());
     let (assignments, changed) = current_state_update(
         "voice_calls",
         &beats_sql("voice_calls"),
@@ -213,7 +211,7 @@ async fn write_current(
         values_rows(Backend::of(connection), winners.len(), CALL_COLUMN_COUNT),
     );
     let mut query = sqlx::query(&sql);
-    for row in winners.values() {
+    for &BatchWinner { row, received: (first_received_at, last_received_at) } in winners.values() {
         query = query
             .bind(row.mid.as_str())
             .bind(row.bridge.as_deref())
@@ -237,22 +235,23 @@ async fn write_current(
             .bind(row.digest.as_str())
             .bind(row.listed_at)
             .bind(row.received_at)
-            .bind(row.first_received_at)
-            .bind(row.last_received_at)
+            .bind(first_received_at)
+            .bind(last_received_at)
             .bind(row.stream_sequence)
             .bind(row.raw_json.as_str());
     }
     let returned = query.fetch_all(&mut *connection).await?;
-    let (mut changed, kept_their_record) = current_rows_returned(
+    let (changed, kept_their_record) = current_rows_returned(
         winners,
         &returned,
         |row| row.try_get("mid"),
-        |winner| winner.stream_sequence,
+        |winner| winner.row.stream_sequence,
         |winner, row| {
-            (winner.first_received_at, winner.last_received_at) = received_bounds(row)?;
+            winner.received = received_bounds(row)?;
             Ok(())
         },
     )?;
+    let mut changed: Vec<CallRow> = changed.into_iter().map(BatchWinner::into_row).collect();
     changed.extend(
         rows_by_key(connection, CALL_COLUMNS, "voice_calls", "mid", &kept_their_record, call_from_sql)
             .await?,

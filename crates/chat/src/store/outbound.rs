@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
-    Backend, Conditions, Database, current_rows_returned, current_state_update, values_rows,
+    Backend, BatchWinner, Conditions, CurrentRow, Database, current_rows_returned, current_state_update,
+    received_bounds, values_rows,
 };
 
 use super::prefixed;
@@ -49,36 +50,42 @@ impl OutboundRow {
     }
 }
 
-/// A batch's events for one message folded into one: the winning event's columns, the earliest
-/// milestones and conversation time, the first and last receive times.
+impl CurrentRow for OutboundRow {
+    fn received(&self) -> (i64, i64) {
+        (self.first_received_at, self.last_received_at)
+    }
+
+    fn with_received(&self, (first_received_at, last_received_at): (i64, i64)) -> OutboundRow {
+        OutboundRow { first_received_at, last_received_at, ..self.clone() }
+    }
+
+    fn beats(&self, current: &OutboundRow) -> bool {
+        self.precedence().beats(&current.precedence())
+    }
+}
+
+/// A batch's events for one message folded into one: the winning event and the receive times, and
+/// the earliest milestones and conversation time.
 struct Reduced<'a> {
-    winner: &'a OutboundRow,
+    winner: BatchWinner<'a, OutboundRow>,
     milestones: Milestones,
     conversation_at: i64,
-    first_received_at: i64,
-    last_received_at: i64,
 }
 
 impl<'a> Reduced<'a> {
     fn new(event: &'a OutboundRow) -> Reduced<'a> {
         Reduced {
-            winner: event,
+            winner: BatchWinner::new(event),
             milestones: event.milestones,
             conversation_at: event.conversation_at,
-            first_received_at: event.first_received_at,
-            last_received_at: event.last_received_at,
         }
     }
 
     /// Folds another event for the same message in.
     fn absorb(&mut self, other: &'a OutboundRow) {
+        self.winner.meet(other);
         self.milestones.merge(&other.milestones);
         self.conversation_at = self.conversation_at.min(other.conversation_at);
-        self.first_received_at = self.first_received_at.min(other.first_received_at);
-        self.last_received_at = self.last_received_at.max(other.last_received_at);
-        if other.precedence().beats(&self.winner.precedence()) {
-            self.winner = other;
-        }
     }
 
     /// The row the upsert proposes (and, when it is written, the row stored).
@@ -86,9 +93,7 @@ impl<'a> Reduced<'a> {
         OutboundRow {
             milestones: self.milestones,
             conversation_at: self.conversation_at,
-            first_received_at: self.first_received_at,
-            last_received_at: self.last_received_at,
-            ..self.winner.clone()
+            ..self.winner.into_row()
         }
     }
 }
@@ -203,7 +208,7 @@ async fn write_messages(
     );
     let mut query = sqlx::query(&sql);
     for reduced in reduced.values() {
-        let row = reduced.winner;
+        let BatchWinner { row, received: (first_received_at, last_received_at) } = reduced.winner;
         query = query
             .bind(row.channel.as_str())
             .bind(row.id.as_str())
@@ -222,8 +227,8 @@ async fn write_messages(
             .bind(row.listed_at)
             .bind(reduced.conversation_at)
             .bind(row.received_at)
-            .bind(reduced.first_received_at)
-            .bind(reduced.last_received_at)
+            .bind(first_received_at)
+            .bind(last_received_at)
             .bind(row.stream_sequence)
             .bind(row.raw_json.as_str());
     }
@@ -232,12 +237,11 @@ async fn write_messages(
         reduced,
         &returned,
         |row| Ok((row.try_get("channel")?, row.try_get("id")?)),
-        |reduced| reduced.winner.stream_sequence,
+        |reduced| reduced.winner.row.stream_sequence,
         |reduced, row| {
             reduced.milestones = milestones_from_sql(row, "")?;
             reduced.conversation_at = row.try_get("conversation_at")?;
-            reduced.first_received_at = row.try_get("first_received_at")?;
-            reduced.last_received_at = row.try_get("last_received_at")?;
+            reduced.winner.received = received_bounds(row)?;
             Ok(())
         },
     )?;
