@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
-    Backend, Conditions, CurrentRow, Database, MigrationFiles, batch_winners, current_rows_returned,
+    Backend, Conditions, Database, MigrationFiles, batch_winners, current_rows_returned,
     current_state_update, like_prefix, one_row_per_key, received_bounds, rows_by_key, values_rows,
 };
 
@@ -76,19 +76,7 @@ pub struct ContactRow {
     pub raw_json: String,
 }
 
-impl CurrentRow for ContactRow {
-    fn received(&self) -> (i64, i64) {
-        (self.first_received_at, self.last_received_at)
-    }
-
-    fn with_received(&self, (first_received_at, last_received_at): (i64, i64)) -> ContactRow {
-        ContactRow { first_received_at, last_received_at, ..self.clone() }
-    }
-
-    fn beats(&self, current: &ContactRow) -> bool {
-        self.precedence().beats(&current.precedence())
-    }
-}
+switchboard_store::current_row!(ContactRow);
 
 impl ContactRow {
     pub fn precedence(&self) -> Precedence {

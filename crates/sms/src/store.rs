@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
-    Backend, BatchWinner, Conditions, CurrentRow, Database, MigrationFiles, batch_winners,
-    current_rows_returned, current_state_update, received_bounds, rows_by_key, values_rows,
+    Backend, BatchWinner, Conditions, Database, MigrationFiles, batch_winners, current_rows_returned,
+    current_state_update, received_bounds, rows_by_key, values_rows,
 };
 
 use crate::model::{Precedence, beats_sql};
@@ -234,19 +234,7 @@ async fn write_messages(
     Ok(changed)
 }
 
-impl CurrentRow for MessageRow {
-    fn received(&self) -> (i64, i64) {
-        (self.first_received_at, self.last_received_at)
-    }
-
-    fn with_received(&self, (first_received_at, last_received_at): (i64, i64)) -> MessageRow {
-        MessageRow { first_received_at, last_received_at, ..self.clone() }
-    }
-
-    fn beats(&self, current: &MessageRow) -> bool {
-        self.precedence().beats(&current.precedence())
-    }
-}
+switchboard_store::current_row!(MessageRow);
 
 fn message_from_sql(row: &AnyRow) -> Result<MessageRow, sqlx::Error> {
     Ok(MessageRow {

@@ -163,6 +163,27 @@ pub trait CurrentRow {
     fn beats(&self, current: &Self) -> bool;
 }
 
+/// Implements [`CurrentRow`] for a row type with `first_received_at` and `last_received_at` fields
+/// and a `precedence()` whose `beats` is the service's rule, as every service's current rows have.
+#[macro_export]
+macro_rules! current_row {
+    ($row:ty) => {
+        impl $crate::CurrentRow for $row {
+            fn received(&self) -> (i64, i64) {
+                (self.first_received_at, self.last_received_at)
+            }
+
+            fn with_received(&self, (first_received_at, last_received_at): (i64, i64)) -> Self {
+                Self { first_received_at, last_received_at, ..self.clone() }
+            }
+
+            fn beats(&self, current: &Self) -> bool {
+                self.precedence().beats(&current.precedence())
+            }
+        }
+    };
+}
+
 /// A batch's winning row for one key, by reference, with the batch's first and last receive times
 /// for that key.
 #[derive(Debug)]

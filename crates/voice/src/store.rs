@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
-    Backend, BatchWinner, Conditions, CurrentRow, Database, MigrationFiles, batch_winners,
-    current_rows_returned, current_state_update, received_bounds, rows_by_key, values_rows,
+    Backend, BatchWinner, Conditions, Database, MigrationFiles, batch_winners, current_rows_returned,
+    current_state_update, received_bounds, rows_by_key, values_rows,
 };
 
 use crate::model::{Precedence, beats_sql};
@@ -79,19 +79,7 @@ pub struct CallRow {
     pub raw_json: String,
 }
 
-impl CurrentRow for CallRow {
-    fn received(&self) -> (i64, i64) {
-        (self.first_received_at, self.last_received_at)
-    }
-
-    fn with_received(&self, (first_received_at, last_received_at): (i64, i64)) -> CallRow {
-        CallRow { first_received_at, last_received_at, ..self.clone() }
-    }
-
-    fn beats(&self, current: &CallRow) -> bool {
-        self.precedence().beats(&current.precedence())
-    }
-}
+switchboard_store::current_row!(CallRow);
 
 impl CallRow {
     pub fn precedence(&self) -> Precedence {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
-    Backend, BatchWinner, Conditions, CurrentRow, Database, current_rows_returned, current_state_update,
-    received_bounds, values_rows,
+    Backend, BatchWinner, Conditions, Database, current_rows_returned, current_state_update, received_bounds,
+    values_rows,
 };
 
 use super::prefixed;
@@ -50,19 +50,7 @@ impl OutboundRow {
     }
 }
 
-impl CurrentRow for OutboundRow {
-    fn received(&self) -> (i64, i64) {
-        (self.first_received_at, self.last_received_at)
-    }
-
-    fn with_received(&self, (first_received_at, last_received_at): (i64, i64)) -> OutboundRow {
-        OutboundRow { first_received_at, last_received_at, ..self.clone() }
-    }
-
-    fn beats(&self, current: &OutboundRow) -> bool {
-        self.precedence().beats(&current.precedence())
-    }
-}
+switchboard_store::current_row!(OutboundRow);
 
 /// A batch's events for one message folded into one: the winning event and the receive times, and
 /// the earliest milestones and conversation time.
