@@ -10,7 +10,8 @@ use switchboard::cli::Cli;
 
 /// mimalloc instead of the C library's allocator: a request or a batch allocates and frees many
 /// small buffers across threads, and glibc's allocator spent a sixth of the gateway's CPU on that
-/// (docs/benchmarks.md).
+/// (docs/benchmarks.md). Built with its `override` feature, it also serves the C library's
+/// `malloc`, which the bundled SQLite calls for every value it binds and every record it builds.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
