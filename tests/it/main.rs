@@ -4,6 +4,7 @@
 mod batch_limits;
 mod changes;
 mod chat;
+mod consumer;
 mod contacts;
 mod faults;
 mod gateway;

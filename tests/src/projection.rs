@@ -1,5 +1,7 @@
 //! Driving a service's store directly, as its consumer would: for the projection property tests.
 
+use std::sync::Arc;
+
 use switchboard_events::{EventKind, Product, TimeZoneSetting};
 use switchboard_runtime::Secret;
 use switchboard_runtime::changes::ChangeFeed;
@@ -57,11 +59,11 @@ pub fn latest_changes<R, K: Ord>(changed: Vec<R>, key: impl Fn(&R) -> K) -> Vec<
 /// benchmarks that apply batches to every service alike.
 #[derive(Debug)]
 pub enum ServiceProjection {
-    Sms(switchboard_sms::consumer::SmsProjection),
-    Chat(switchboard_chat::consumer::ChatProjection),
-    Voice(switchboard_voice::consumer::VoiceProjection),
-    Interact(switchboard_interact::consumer::InteractProjection),
-    Contacts(switchboard_contacts::consumer::ContactsProjection),
+    Sms(Arc<switchboard_sms::consumer::SmsProjection>),
+    Chat(Arc<switchboard_chat::consumer::ChatProjection>),
+    Voice(Arc<switchboard_voice::consumer::VoiceProjection>),
+    Interact(Arc<switchboard_interact::consumer::InteractProjection>),
+    Contacts(Arc<switchboard_contacts::consumer::ContactsProjection>),
 }
 
 impl ServiceProjection {
@@ -77,39 +79,43 @@ impl ServiceProjection {
         Ok(match product {
             Product::Sms => {
                 let database = open(switchboard_sms::store::MIGRATIONS).await?;
-                ServiceProjection::Sms(switchboard_sms::consumer::SmsProjection { database, changes, zone })
+                ServiceProjection::Sms(Arc::new(switchboard_sms::consumer::SmsProjection {
+                    database,
+                    changes,
+                    zone,
+                }))
             }
             Product::Chat => {
                 let database = open(switchboard_chat::store::MIGRATIONS).await?;
-                ServiceProjection::Chat(switchboard_chat::consumer::ChatProjection {
+                ServiceProjection::Chat(Arc::new(switchboard_chat::consumer::ChatProjection {
                     database,
                     changes,
                     zone,
-                })
+                }))
             }
             Product::Voice => {
                 let database = open(switchboard_voice::store::MIGRATIONS).await?;
-                ServiceProjection::Voice(switchboard_voice::consumer::VoiceProjection {
+                ServiceProjection::Voice(Arc::new(switchboard_voice::consumer::VoiceProjection {
                     database,
                     changes,
                     zone,
-                })
+                }))
             }
             Product::Interact => {
                 let database = open(switchboard_interact::store::MIGRATIONS).await?;
-                ServiceProjection::Interact(switchboard_interact::consumer::InteractProjection {
+                ServiceProjection::Interact(Arc::new(switchboard_interact::consumer::InteractProjection {
                     database,
                     changes,
                     zone,
-                })
+                }))
             }
             Product::Contacts => {
                 let database = open(switchboard_contacts::store::MIGRATIONS).await?;
-                ServiceProjection::Contacts(switchboard_contacts::consumer::ContactsProjection {
+                ServiceProjection::Contacts(Arc::new(switchboard_contacts::consumer::ContactsProjection {
                     database,
                     changes,
                     zone,
-                })
+                }))
             }
         })
     }
@@ -127,20 +133,59 @@ impl ServiceProjection {
     /// Decodes `batch` and applies it in one transaction, as the consumer does after a fetch.
     pub async fn apply(&self, batch: &[Delivery]) -> anyhow::Result<()> {
         match self {
-            ServiceProjection::Sms(projection) => decode_and_apply(projection, batch).await,
-            ServiceProjection::Chat(projection) => decode_and_apply(projection, batch).await,
-            ServiceProjection::Voice(projection) => decode_and_apply(projection, batch).await,
-            ServiceProjection::Interact(projection) => decode_and_apply(projection, batch).await,
-            ServiceProjection::Contacts(projection) => decode_and_apply(projection, batch).await,
+            ServiceProjection::Sms(projection) => decode_and_apply(projection.as_ref(), batch).await,
+            ServiceProjection::Chat(projection) => decode_and_apply(projection.as_ref(), batch).await,
+            ServiceProjection::Voice(projection) => decode_and_apply(projection.as_ref(), batch).await,
+            ServiceProjection::Interact(projection) => decode_and_apply(projection.as_ref(), batch).await,
+            ServiceProjection::Contacts(projection) => decode_and_apply(projection.as_ref(), batch).await,
+        }
+    }
+
+    /// Applies `deliveries` in consecutive batches of `batch` the way the consumer loop does: each
+    /// batch is applied on a task of its own while the next one is decoded, one batch after the other.
+    pub async fn apply_all(&self, deliveries: &[Delivery], batch: usize) -> anyhow::Result<()> {
+        match self {
+            ServiceProjection::Sms(projection) => apply_pipelined(projection, deliveries, batch).await,
+            ServiceProjection::Chat(projection) => apply_pipelined(projection, deliveries, batch).await,
+            ServiceProjection::Voice(projection) => apply_pipelined(projection, deliveries, batch).await,
+            ServiceProjection::Interact(projection) => apply_pipelined(projection, deliveries, batch).await,
+            ServiceProjection::Contacts(projection) => apply_pipelined(projection, deliveries, batch).await,
         }
     }
 }
 
-async fn decode_and_apply<P: Projection>(projection: &P, batch: &[Delivery]) -> anyhow::Result<()> {
-    let items = batch
+fn decode<P: Projection>(projection: &P, batch: &[Delivery]) -> anyhow::Result<Vec<P::Item>> {
+    batch
         .iter()
         .map(|delivery| projection.decode(delivery))
         .collect::<Result<Vec<_>, String>>()
-        .map_err(|reason| anyhow::anyhow!("event refused: {reason}"))?;
-    projection.apply(&items).await.map_err(|error| anyhow::anyhow!("apply: {error}"))
+        .map_err(|reason| anyhow::anyhow!("event refused: {reason}"))
+}
+
+async fn apply<P: Projection>(projection: &P, items: &[P::Item]) -> anyhow::Result<()> {
+    projection.apply(items).await.map_err(|error| anyhow::anyhow!("apply: {error}"))
+}
+
+async fn decode_and_apply<P: Projection>(projection: &P, batch: &[Delivery]) -> anyhow::Result<()> {
+    apply(projection, &decode(projection, batch)?).await
+}
+
+async fn apply_pipelined<P: Projection>(
+    projection: &Arc<P>,
+    deliveries: &[Delivery],
+    batch: usize,
+) -> anyhow::Result<()> {
+    let mut writing: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;
+    for chunk in deliveries.chunks(batch.max(1)) {
+        let items = decode(projection.as_ref(), chunk)?;
+        if let Some(previous) = writing.take() {
+            previous.await??;
+        }
+        let projection = Arc::clone(projection);
+        writing = Some(tokio::spawn(async move { apply(projection.as_ref(), &items).await }));
+    }
+    match writing {
+        Some(last) => last.await?,
+        None => Ok(()),
+    }
 }

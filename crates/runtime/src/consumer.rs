@@ -1,6 +1,9 @@
 //! The consumer loop every product service runs: fetch a batch → decode → apply in one transaction →
 //! acknowledge.
 //!
+//! * Two batches are in hand at most: while one is applied and acknowledged (on a task of its own),
+//!   the next is fetched and decoded, then waits for it; batches are applied one after the other, in
+//!   the order they were fetched.
 //! * A message that cannot be decoded (or arrived on a subject that is not an event) is dead-lettered
 //!   with the reason, then acknowledged. If the dead letter cannot be stored, the message is retried.
 //! * When the store is unavailable ([`ApplyError::Unavailable`]) the whole batch is negatively
@@ -8,7 +11,7 @@
 //! * When a batch fails for another reason ([`ApplyError::Failed`]), its events are applied one by
 //!   one so that the good ones go through; an event that fails alone is retried with back-off and
 //!   dead-lettered after `max_attempts` deliveries.
-//! * Shutdown waits for the batch in hand to be applied and acknowledged, and hands the messages
+//! * Shutdown waits for the batches in hand to be applied and acknowledged, and hands the messages
 //!   already fetched but not started back to the server at once.
 //! * The message stream is recreated (and the consumer with it) when it ends or keeps failing, e.g.
 //!   after the consumer was deleted or the server lost it.
@@ -139,20 +142,39 @@ pub struct ConsumerLoop<P> {
 const HEARTBEAT: Duration = Duration::from_secs(5);
 const PULL_EXPIRES: Duration = Duration::from_secs(30);
 
+/// A fetched batch, decoded: the messages to acknowledge once its items are applied.
+struct Decoded<I> {
+    started: Instant,
+    accepted: Vec<(jetstream::Message, Delivery)>,
+    items: Vec<I>,
+}
+
+/// The batch being applied, on a task of its own.
+type Writing = tokio::task::JoinHandle<()>;
+
 impl<P: Projection> ConsumerLoop<P> {
     pub async fn run(self, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        let mut writing = None;
+        this.consume(&mut writing, &shutdown).await;
+        finish(writing.take()).await;
+        this.health.set_running(false);
+        tracing::info!(consumer = %this.spec.durable_name, "consumer stopped");
+    }
+
+    async fn consume(self: &Arc<Self>, writing: &mut Option<Writing>, shutdown: &CancellationToken) {
         let consumer_name = self.spec.durable_name.clone();
         let mut retry_delay = Duration::from_millis(250);
-        'reconnect: loop {
+        loop {
             if shutdown.is_cancelled() {
-                break;
+                return;
             }
             let mut messages = match self.open_stream().await {
                 Ok(messages) => messages,
                 Err(error) => {
                     tracing::warn!(consumer = %consumer_name, %error, retry_in = ?retry_delay, "cannot open consumer");
-                    if sleep_or_shutdown(retry_delay, &shutdown).await {
-                        break;
+                    if sleep_or_shutdown(retry_delay, shutdown).await {
+                        return;
                     }
                     retry_delay = (retry_delay * 2).min(Duration::from_secs(10));
                     continue;
@@ -167,7 +189,7 @@ impl<P: Projection> ConsumerLoop<P> {
                     biased;
                     _ = shutdown.cancelled() => {
                         release_buffered(&mut messages, self.settings.batch_size).await;
-                        break 'reconnect;
+                        return;
                     }
                     next = messages.next() => next,
                 };
@@ -202,17 +224,21 @@ impl<P: Projection> ConsumerLoop<P> {
                                 _ => break,
                             }
                         }
-                        self.process(batch).await;
+                        let decoded = self.decode(batch).await;
+                        // The previous batch is applied and acknowledged before this one starts.
+                        finish(writing.take()).await;
+                        if let Some(decoded) = decoded {
+                            let this = Arc::clone(self);
+                            *writing = Some(tokio::spawn(async move { this.write(decoded).await }));
+                        }
                     }
                 }
             }
             self.health.set_running(false);
-            if sleep_or_shutdown(retry_delay, &shutdown).await {
+            if sleep_or_shutdown(retry_delay, shutdown).await {
                 break;
             }
         }
-        self.health.set_running(false);
-        tracing::info!(consumer = %consumer_name, "consumer stopped");
     }
 
     async fn open_stream(&self) -> Result<jetstream::consumer::pull::Stream, String> {
@@ -228,9 +254,9 @@ impl<P: Projection> ConsumerLoop<P> {
             .map_err(|error| error.to_string())
     }
 
-    async fn process(&self, batch: Vec<jetstream::Message>) {
+    /// Decodes a fetched batch, dead-lettering what cannot be decoded; `None` when nothing is left.
+    async fn decode(&self, batch: Vec<jetstream::Message>) -> Option<Decoded<P::Item>> {
         let started = Instant::now();
-        let consumer = self.spec.durable_name.clone();
         let mut accepted: Vec<(jetstream::Message, Delivery)> = Vec::with_capacity(batch.len());
         let mut items = Vec::with_capacity(batch.len());
         for message in batch {
@@ -249,9 +275,12 @@ impl<P: Projection> ConsumerLoop<P> {
                 Err(reason) => self.dead_letter(&message, Some(&delivery), &reason).await,
             }
         }
-        if items.is_empty() {
-            return;
-        }
+        (!items.is_empty()).then_some(Decoded { started, accepted, items })
+    }
+
+    /// Applies a decoded batch and acknowledges its messages.
+    async fn write(&self, Decoded { started, accepted, items }: Decoded<P::Item>) {
+        let consumer = self.spec.durable_name.clone();
         match self.apply_bounded(&items).await {
             Ok(()) => {
                 for (message, _) in &accepted {
@@ -359,6 +388,16 @@ impl<P: Projection> ConsumerLoop<P> {
     }
 }
 
+/// Waits for the batch being applied, if any.
+async fn finish(writing: Option<Writing>) {
+    if let Some(writing) = writing
+        && let Err(error) = writing.await
+    {
+        // Its messages were not acknowledged: the server redelivers them after the ack wait.
+        tracing::error!(%error, "applying a batch failed unexpectedly");
+    }
+}
+
 async fn acknowledge(message: &jetstream::Message, kind: AckKind) {
     if let Err(error) = message.ack_with(kind).await {
         // The server redelivers after the ack wait; projections are idempotent.
@@ -367,6 +406,7 @@ async fn acknowledge(message: &jetstream::Message, kind: AckKind) {
 }
 
 /// Hands back, for immediate redelivery elsewhere, the messages that were fetched but not started.
+/// Messages still on their way for a pull request already made are redelivered after the ack wait.
 async fn release_buffered(messages: &mut jetstream::consumer::pull::Stream, limit: usize) {
     let mut released = 0usize;
     while released < limit {

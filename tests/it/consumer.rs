@@ -1,0 +1,190 @@
+//! The consumer loop decodes the next batch while the previous one is applied, yet applies batches
+//! one at a time, in the order they were fetched, and acknowledges each only once it is applied.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchboard_events::EventKind;
+use switchboard_runtime::config::{ConsumerConfig, NatsConfig};
+use switchboard_runtime::consumer::{ApplyError, ConsumerHealth, ConsumerLoop, Delivery, Projection};
+use switchboard_runtime::dead_letter::DeadLetters;
+use switchboard_runtime::nats::{ConsumerSpec, provision_streams};
+use switchboard_runtime::tokio_util::sync::CancellationToken;
+use switchboard_tests::NatsServer;
+
+/// Records what the loop does with it; every batch takes a while to apply.
+#[derive(Debug, Default)]
+struct Recorder {
+    applying: AtomicUsize,
+    most_applying_at_once: AtomicUsize,
+    decoded_while_applying: AtomicUsize,
+    applied: Mutex<Vec<Vec<u64>>>,
+}
+
+const APPLY_TIME: Duration = Duration::from_millis(20);
+
+impl Projection for Recorder {
+    type Item = u64;
+
+    fn decode(&self, delivery: &Delivery) -> Result<u64, String> {
+        if self.applying.load(Ordering::SeqCst) > 0 {
+            self.decoded_while_applying.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(delivery.stream_sequence)
+    }
+
+    async fn apply(&self, items: &[u64]) -> Result<(), ApplyError> {
+        let applying = self.applying.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_applying_at_once.fetch_max(applying, Ordering::SeqCst);
+        tokio::time::sleep(APPLY_TIME).await;
+        self.applied.lock().expect("not poisoned").push(items.to_vec());
+        self.applying.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+struct Rig {
+    _nats: NatsServer,
+    jetstream: async_nats::jetstream::Context,
+    nats: NatsConfig,
+    recorder: Arc<Recorder>,
+}
+
+const DURABLE: &str = "pipeline";
+/// Short, so that what was on its way to a stopped consumer comes back soon.
+const ACK_WAIT: Duration = Duration::from_secs(2);
+
+impl Rig {
+    /// A stream holding `events` sms reports (the recorder never reads their bodies).
+    async fn start(events: u64) -> Rig {
+        let server = NatsServer::start().expect("nats-server");
+        let client = async_nats::connect(server.url()).await.expect("connect");
+        let jetstream = async_nats::jetstream::new(client);
+        let nats = NatsConfig { url: server.url(), ..NatsConfig::default() };
+        provision_streams(&jetstream, &nats).await.expect("streams");
+        let subject = nats.subjects().event(EventKind::SmsMessageStatus);
+        let mut acks = Vec::new();
+        for sequence in 1..=events {
+            acks.push(
+                jetstream
+                    .publish(subject.clone(), format!("{{\"n\":{sequence}}}").into())
+                    .await
+                    .expect("publish"),
+            );
+        }
+        for ack in acks {
+            ack.await.expect("stored");
+        }
+        Rig { _nats: server, jetstream, nats, recorder: Arc::default() }
+    }
+
+    fn consumer(&self, batch_size: usize) -> ConsumerLoop<Recorder> {
+        let subjects = self.nats.subjects();
+        let settings = ConsumerConfig { batch_size, ack_wait: ACK_WAIT, ..ConsumerConfig::default() };
+        ConsumerLoop {
+            jetstream: self.jetstream.clone(),
+            spec: ConsumerSpec {
+                stream: self.nats.stream.name.clone(),
+                durable_name: DURABLE.to_owned(),
+                filter_subject: subjects.root_filter("sms"),
+                ack_wait: settings.ack_wait,
+                max_ack_pending: settings.max_ack_pending,
+                max_batch: batch_size as i64,
+            },
+            dead_letters: DeadLetters::new(self.jetstream.clone(), subjects.clone(), "test"),
+            subjects,
+            settings,
+            projection: Arc::clone(&self.recorder),
+            health: ConsumerHealth::default(),
+        }
+    }
+
+    fn applied(&self) -> Vec<Vec<u64>> {
+        self.recorder.applied.lock().expect("not poisoned").clone()
+    }
+
+    /// Waits until the server has every applied event acknowledged, and returns its ack floor.
+    async fn acknowledged_through(&self, sequence: u64) -> u64 {
+        let mut floor = 0;
+        for _ in 0..200 {
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer = self
+                .jetstream
+                .get_consumer_from_stream(DURABLE, &self.nats.stream.name)
+                .await
+                .expect("consumer");
+            floor = consumer.info().await.expect("consumer info").ack_floor.stream_sequence;
+            if floor >= sequence {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        floor
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_batch_is_decoded_while_one_is_applied_one_at_a_time_in_order() {
+    let events = 3_000;
+    let rig = Rig::start(events).await;
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(rig.consumer(100).run(stop.clone()));
+
+    for _ in 0..500 {
+        if rig.applied().iter().map(Vec::len).sum::<usize>() as u64 >= events {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    running.await.expect("consumer loop");
+
+    let applied = rig.applied();
+    let in_order: Vec<u64> = applied.iter().flatten().copied().collect();
+    assert_eq!(in_order, (1..=events).collect::<Vec<_>>(), "every event applied once, in stream order");
+    assert!(applied.iter().all(|batch| batch.len() <= 100), "no batch above batch_size");
+    assert_eq!(rig.recorder.most_applying_at_once.load(Ordering::SeqCst), 1, "one batch applied at a time");
+    assert!(
+        rig.recorder.decoded_while_applying.load(Ordering::SeqCst) > 0,
+        "later batches are decoded while an earlier one is applied"
+    );
+    assert_eq!(rig.acknowledged_through(events).await, events, "every applied event acknowledged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_the_batches_in_hand_and_acknowledges_them() {
+    let events = 3_000;
+    let rig = Rig::start(events).await;
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(rig.consumer(100).run(stop.clone()));
+
+    // Stop while batches are being applied and the next is already decoded.
+    while rig.applied().len() < 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.cancel();
+    running.await.expect("consumer loop");
+
+    assert_eq!(rig.recorder.applying.load(Ordering::SeqCst), 0, "no batch left half-applied");
+    let applied: Vec<u64> = rig.applied().into_iter().flatten().collect();
+    let last = *applied.last().expect("some applied");
+    assert!(last < events, "stopped before the end of the stream");
+    assert_eq!(applied, (1..=last).collect::<Vec<_>>(), "a prefix of the stream, in order");
+    assert_eq!(rig.acknowledged_through(last).await, last, "everything applied is acknowledged");
+
+    // What was fetched but not applied is handed back (or, if it was still on its way, redelivered
+    // after the ack wait) and applied by the next run, once.
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(rig.consumer(100).run(stop.clone()));
+    for _ in 0..500 {
+        if rig.applied().iter().map(Vec::len).sum::<usize>() as u64 >= events {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    running.await.expect("consumer loop");
+    let mut applied: Vec<u64> = rig.applied().into_iter().flatten().collect();
+    applied.sort_unstable();
+    assert_eq!(applied, (1..=events).collect::<Vec<_>>(), "the rest applied after the restart, once each");
+}
