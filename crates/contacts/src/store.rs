@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
     Backend, Conditions, Database, MigrationFiles, batch_winners, current_rows_returned,
-    current_state_update, like_prefix, one_row_per_key, received_bounds, rows_by_key, values_rows,
+    current_state_update, like_prefix, one_row_per_key, received_bounds, rows_by_key, values_list,
+    values_rows, write_rows,
 };
 
 use crate::model::{Precedence, beats_sql, identity_key, name_key};
@@ -255,21 +256,26 @@ async fn write_history(connection: &mut AnyConnection, versions: &[ContactRow]) 
         |version| (version.id.as_str(), version.digest.as_str()),
         |candidate, kept| candidate.stream_sequence < kept.stream_sequence,
     );
-    let sql = format!(
-        "INSERT INTO contact_versions ({}) VALUES {} \
-         ON CONFLICT (id, digest) DO UPDATE SET received_at = excluded.received_at, \
-         listed_at = excluded.listed_at, stream_sequence = excluded.stream_sequence \
-         WHERE excluded.stream_sequence < contact_versions.stream_sequence",
-        VERSION_COLUMNS.join(", "),
-        values_rows(Backend::of(connection), earliest.len(), VERSION_COLUMNS.len())
-    );
-    let mut query = sqlx::query(&sql);
-    for version in earliest.values() {
-        for column in VERSION_COLUMNS {
-            query = bind_column(query, version, column);
-        }
-    }
-    query.execute(&mut *connection).await?;
+    let backend = Backend::of(connection);
+    let rows: Vec<&ContactRow> = earliest.into_values().collect();
+    write_rows(
+        connection,
+        &rows,
+        |size| {
+            format!(
+                "INSERT INTO contact_versions ({}) VALUES {} \
+                 ON CONFLICT (id, digest) DO UPDATE SET received_at = excluded.received_at, \
+                 listed_at = excluded.listed_at, stream_sequence = excluded.stream_sequence \
+                 WHERE excluded.stream_sequence < contact_versions.stream_sequence",
+                VERSION_COLUMNS.join(", "),
+                values_rows(backend, size, VERSION_COLUMNS.len())
+            )
+        },
+        |query, version| {
+            VERSION_COLUMNS.iter().fold(query, |query, column| bind_column(query, version, column))
+        },
+    )
+    .await?;
     Ok(())
 }
 
@@ -292,20 +298,23 @@ async fn write_contacts(
         &["first_received_at"],
         &["last_received_at"],
     );
-    let sql = format!(
-        "INSERT INTO contacts ({}) VALUES {} \
-         ON CONFLICT (id) DO UPDATE SET {assignments} WHERE {changed} \
-         RETURNING id, stream_sequence, first_received_at, last_received_at",
-        CONTACT_COLUMNS.join(", "),
-        values_rows(Backend::of(connection), winners.len(), CONTACT_COLUMNS.len()),
-    );
-    let mut query = sqlx::query(&sql);
-    for row in winners.values() {
-        for column in CONTACT_COLUMNS {
-            query = bind_column(query, row, column);
-        }
-    }
-    let returned = query.fetch_all(&mut *connection).await?;
+    let backend = Backend::of(connection);
+    let rows: Vec<&ContactRow> = winners.values().collect();
+    let returned = write_rows(
+        connection,
+        &rows,
+        |size| {
+            format!(
+                "INSERT INTO contacts ({}) VALUES {} \
+                 ON CONFLICT (id) DO UPDATE SET {assignments} WHERE {changed} \
+                 RETURNING id, stream_sequence, first_received_at, last_received_at",
+                CONTACT_COLUMNS.join(", "),
+                values_rows(backend, size, CONTACT_COLUMNS.len()),
+            )
+        },
+        |query, row| CONTACT_COLUMNS.iter().fold(query, |query, column| bind_column(query, row, column)),
+    )
+    .await?;
     let (mut changed, kept_their_version) = current_rows_returned(
         winners,
         &returned,
@@ -324,9 +333,6 @@ async fn write_contacts(
     Ok(changed)
 }
 
-/// Attribute rows per INSERT: three values each, well under both backends' limit on bound values.
-const ATTRIBUTE_ROWS_PER_STATEMENT: usize = 1000;
-
 /// Makes `contact_attributes` hold exactly the attributes of `contacts` (their stored current
 /// versions). Runs after the contacts upsert in the same transaction, which holds those contacts'
 /// row locks, so no other writer touches these attribute rows meanwhile.
@@ -337,12 +343,15 @@ async fn replace_attributes(
     if contacts.is_empty() {
         return Ok(());
     }
-    let mut conditions = Conditions::new();
-    let placeholders: Vec<String> =
-        contacts.iter().map(|contact| conditions.bind(contact.id.as_str())).collect();
-    conditions.push(format!("contact_id IN ({})", placeholders.join(", ")));
-    let delete = format!("DELETE FROM contact_attributes{}", conditions.where_clause());
-    conditions.bind_to(sqlx::query(&delete)).execute(&mut *connection).await?;
+    let backend = Backend::of(connection);
+    let ids: Vec<&str> = contacts.iter().map(|contact| contact.id.as_str()).collect();
+    write_rows(
+        connection,
+        &ids,
+        |size| format!("DELETE FROM contact_attributes WHERE contact_id IN ({})", values_list(backend, size)),
+        |query, id| query.bind(*id),
+    )
+    .await?;
 
     let attributes: Vec<(&str, &str, &str)> = contacts
         .iter()
@@ -350,17 +359,18 @@ async fn replace_attributes(
             contact.attributes.iter().map(|(key, value)| (contact.id.as_str(), key.as_str(), value.as_str()))
         })
         .collect();
-    for chunk in attributes.chunks(ATTRIBUTE_ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO contact_attributes (contact_id, key, value) VALUES {}",
-            values_rows(Backend::of(connection), chunk.len(), 3)
-        );
-        let mut query = sqlx::query(&sql);
-        for (contact_id, key, value) in chunk {
-            query = query.bind(contact_id.to_string()).bind(key.to_string()).bind(value.to_string());
-        }
-        query.execute(&mut *connection).await?;
-    }
+    write_rows(
+        connection,
+        &attributes,
+        |size| {
+            format!(
+                "INSERT INTO contact_attributes (contact_id, key, value) VALUES {}",
+                values_rows(backend, size, 3)
+            )
+        },
+        |query, (contact_id, key, value)| query.bind(*contact_id).bind(*key).bind(*value),
+    )
+    .await?;
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
-    Backend, Conditions, Database, MigrationFiles, epoch_day_sql, one_row_per_key, values_rows,
+    Backend, Conditions, Database, MigrationFiles, epoch_day_sql, one_row_per_key, values_rows, write_rows,
     written_rows_returned,
 };
 
@@ -101,35 +101,42 @@ pub async fn write_messages(
     let replaced = replaces_sql("vmn_messages");
     let assignments: Vec<String> =
         MESSAGE_COLUMNS.split(", ").skip(1).map(|column| format!("{column} = excluded.{column}")).collect();
-    let sql = format!(
-        "INSERT INTO vmn_messages ({MESSAGE_COLUMNS}) VALUES {} \
-         ON CONFLICT (id) DO UPDATE SET {} WHERE {replaced} \
-         RETURNING id",
-        values_rows(Backend::of(connection), earliest.len(), 22),
-        assignments.join(", ")
-    );
-    let mut query = sqlx::query(&sql);
-    for row in earliest.values() {
-        query = query
-            .bind(row.id.as_str())
-            .bind(row.virtual_number.as_str())
-            .bind(row.sender.as_str())
-            .bind(row.message_type.as_deref())
-            .bind(row.text.as_deref())
-            .bind(row.keyword1.as_str())
-            .bind(row.keyword2.as_str());
-        for field in row.profile.fields() {
-            query = query.bind(field.clone());
-        }
-        query = query
-            .bind(row.message_id.as_deref())
-            .bind(row.message_at)
-            .bind(row.payload_json.as_str())
-            .bind(row.received_at)
-            .bind(row.stream_sequence)
-            .bind(row.raw_json.as_str());
-    }
-    let returned = query.fetch_all(&mut *connection).await?;
+    let backend = Backend::of(connection);
+    let rows: Vec<_> = earliest.values().collect();
+    let returned = write_rows(
+        connection,
+        &rows,
+        |size| {
+            format!(
+                "INSERT INTO vmn_messages ({MESSAGE_COLUMNS}) VALUES {} \
+                 ON CONFLICT (id) DO UPDATE SET {} WHERE {replaced} \
+                 RETURNING id",
+                values_rows(backend, size, 22),
+                assignments.join(", ")
+            )
+        },
+        |query, row| {
+            let query = query
+                .bind(row.id.as_str())
+                .bind(row.virtual_number.as_str())
+                .bind(row.sender.as_str())
+                .bind(row.message_type.as_deref())
+                .bind(row.text.as_deref())
+                .bind(row.keyword1.as_str())
+                .bind(row.keyword2.as_str());
+            row.profile
+                .fields()
+                .into_iter()
+                .fold(query, |query, field| query.bind(field.clone()))
+                .bind(row.message_id.as_deref())
+                .bind(row.message_at)
+                .bind(row.payload_json.as_str())
+                .bind(row.received_at)
+                .bind(row.stream_sequence)
+                .bind(row.raw_json.as_str())
+        },
+    )
+    .await?;
     written_rows_returned(earliest.into_values(), |row| row.id.clone(), &returned, |row| row.try_get("id"))
 }
 

@@ -17,7 +17,9 @@ use switchboard_proto::common::{
 use switchboard_runtime::consumer::Delivery;
 use switchboard_runtime::grpc;
 use switchboard_store::sqlx::{self, AnyConnection, Row};
-use switchboard_store::{Backend, Conditions, Database, MigrationFiles, values_rows, written_rows_returned};
+use switchboard_store::{
+    Backend, Conditions, Database, MigrationFiles, values_rows, write_rows, written_rows_returned,
+};
 use tonic::Status;
 
 use crate::status::from_query_error;
@@ -124,32 +126,39 @@ pub async fn store(
     if earliest.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "INSERT INTO opt_outs ({COLUMNS}) VALUES {} \
-         ON CONFLICT (channel, id) DO UPDATE SET receiver = excluded.receiver, scope = excluded.scope, \
-         value = excluded.value, created_at = excluded.created_at, listed_at = excluded.listed_at, \
-         status = excluded.status, received_at = excluded.received_at, \
-         stream_sequence = excluded.stream_sequence, raw_json = excluded.raw_json \
-         WHERE excluded.stream_sequence < opt_outs.stream_sequence \
-         RETURNING channel, id",
-        values_rows(Backend::of(connection), earliest.len(), 11)
-    );
-    let mut query = sqlx::query(&sql);
-    for row in earliest.values() {
-        query = query
-            .bind(row.channel.as_str())
-            .bind(row.id.as_str())
-            .bind(row.receiver.as_str())
-            .bind(row.scope.as_str())
-            .bind(row.value.as_str())
-            .bind(row.created_at)
-            .bind(row.listed_at())
-            .bind(row.status.as_deref())
-            .bind(row.received_at)
-            .bind(row.stream_sequence)
-            .bind(row.raw_json.as_str());
-    }
-    let returned = query.fetch_all(&mut *connection).await?;
+    let backend = Backend::of(connection);
+    let rows: Vec<_> = earliest.values().collect();
+    let returned = write_rows(
+        connection,
+        &rows,
+        |size| {
+            format!(
+                "INSERT INTO opt_outs ({COLUMNS}) VALUES {} \
+                 ON CONFLICT (channel, id) DO UPDATE SET receiver = excluded.receiver, scope = excluded.scope, \
+                 value = excluded.value, created_at = excluded.created_at, listed_at = excluded.listed_at, \
+                 status = excluded.status, received_at = excluded.received_at, \
+                 stream_sequence = excluded.stream_sequence, raw_json = excluded.raw_json \
+                 WHERE excluded.stream_sequence < opt_outs.stream_sequence \
+                 RETURNING channel, id",
+                values_rows(backend, size, 11)
+            )
+        },
+        |query, row| {
+            query
+                .bind(row.channel.as_str())
+                .bind(row.id.as_str())
+                .bind(row.receiver.as_str())
+                .bind(row.scope.as_str())
+                .bind(row.value.as_str())
+                .bind(row.created_at)
+                .bind(row.listed_at())
+                .bind(row.status.as_deref())
+                .bind(row.received_at)
+                .bind(row.stream_sequence)
+                .bind(row.raw_json.as_str())
+        },
+    )
+    .await?;
     written_rows_returned(
         earliest.into_values(),
         |row| (row.channel.clone(), row.id.clone()),

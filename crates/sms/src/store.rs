@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
     Backend, BatchWinner, Conditions, Database, MigrationFiles, batch_winners, current_rows_returned,
-    current_state_update, received_bounds, rows_by_key, values_rows,
+    current_state_update, received_bounds, rows_by_key, values_rows, write_rows,
 };
 
 use crate::model::{Precedence, beats_sql};
@@ -144,26 +144,33 @@ async fn write_history(connection: &mut AnyConnection, reports: &[&MessageRow]) 
             })
             .or_insert(report);
     }
-    let sql = format!(
-        "INSERT INTO sms_status_events ({EVENT_COLUMNS}) VALUES {} \
-         ON CONFLICT (message_id, digest) DO UPDATE SET received_at = excluded.received_at, \
-         stream_sequence = excluded.stream_sequence \
-         WHERE excluded.stream_sequence < sms_status_events.stream_sequence",
-        values_rows(Backend::of(connection), earliest.len(), 8)
-    );
-    let mut query = sqlx::query(&sql);
-    for report in earliest.values() {
-        query = query
-            .bind(report.id.as_str())
-            .bind(report.digest.as_str())
-            .bind(report.status.as_str())
-            .bind(report.status_class)
-            .bind(report.delivered_at)
-            .bind(report.received_at)
-            .bind(report.stream_sequence)
-            .bind(report.raw_json.as_str());
-    }
-    query.execute(&mut *connection).await?;
+    let backend = Backend::of(connection);
+    let rows: Vec<&MessageRow> = earliest.into_values().collect();
+    write_rows(
+        connection,
+        &rows,
+        |size| {
+            format!(
+                "INSERT INTO sms_status_events ({EVENT_COLUMNS}) VALUES {} \
+                 ON CONFLICT (message_id, digest) DO UPDATE SET received_at = excluded.received_at, \
+                 stream_sequence = excluded.stream_sequence \
+                 WHERE excluded.stream_sequence < sms_status_events.stream_sequence",
+                values_rows(backend, size, 8)
+            )
+        },
+        |query, report| {
+            query
+                .bind(report.id.as_str())
+                .bind(report.digest.as_str())
+                .bind(report.status.as_str())
+                .bind(report.status_class)
+                .bind(report.delivered_at)
+                .bind(report.received_at)
+                .bind(report.stream_sequence)
+                .bind(report.raw_json.as_str())
+        },
+    )
+    .await?;
     Ok(())
 }
 
@@ -181,40 +188,47 @@ async fn write_messages(
         &["first_received_at"],
         &["last_received_at"],
     );
-    let sql = format!(
-        "INSERT INTO sms_messages ({MESSAGE_COLUMNS}) VALUES {} \
-         ON CONFLICT (id) DO UPDATE SET {assignments} WHERE {changed} \
-         RETURNING id, stream_sequence, first_received_at, last_received_at",
-        values_rows(Backend::of(connection), winners.len(), 23),
-    );
-    let mut query = sqlx::query(&sql);
-    for &BatchWinner { row, received: (first_received_at, last_received_at) } in winners.values() {
-        query = query
-            .bind(row.id.as_str())
-            .bind(row.request_id.as_str())
-            .bind(row.recipient_index)
-            .bind(row.mobile.as_str())
-            .bind(row.status.as_str())
-            .bind(row.status_class)
-            .bind(row.status_rank)
-            .bind(row.status_time_key)
-            .bind(row.digest.as_str())
-            .bind(row.credits.as_deref())
-            .bind(row.units)
-            .bind(row.submitted_at)
-            .bind(row.sent_at)
-            .bind(row.delivered_at)
-            .bind(row.cid.as_deref())
-            .bind(row.custom.as_deref())
-            .bind(row.sender.as_deref())
-            .bind(row.listed_at)
-            .bind(row.received_at)
-            .bind(first_received_at)
-            .bind(last_received_at)
-            .bind(row.stream_sequence)
-            .bind(row.raw_json.as_str());
-    }
-    let returned = query.fetch_all(&mut *connection).await?;
+    let backend = Backend::of(connection);
+    let rows: Vec<&BatchWinner<'_, MessageRow>> = winners.values().collect();
+    let returned = write_rows(
+        connection,
+        &rows,
+        |size| {
+            format!(
+                "INSERT INTO sms_messages ({MESSAGE_COLUMNS}) VALUES {} \
+                 ON CONFLICT (id) DO UPDATE SET {assignments} WHERE {changed} \
+                 RETURNING id, stream_sequence, first_received_at, last_received_at",
+                values_rows(backend, size, 23),
+            )
+        },
+        |query, &&BatchWinner { row, received: (first_received_at, last_received_at) }| {
+            query
+                .bind(row.id.as_str())
+                .bind(row.request_id.as_str())
+                .bind(row.recipient_index)
+                .bind(row.mobile.as_str())
+                .bind(row.status.as_str())
+                .bind(row.status_class)
+                .bind(row.status_rank)
+                .bind(row.status_time_key)
+                .bind(row.digest.as_str())
+                .bind(row.credits.as_deref())
+                .bind(row.units)
+                .bind(row.submitted_at)
+                .bind(row.sent_at)
+                .bind(row.delivered_at)
+                .bind(row.cid.as_deref())
+                .bind(row.custom.as_deref())
+                .bind(row.sender.as_deref())
+                .bind(row.listed_at)
+                .bind(row.received_at)
+                .bind(first_received_at)
+                .bind(last_received_at)
+                .bind(row.stream_sequence)
+                .bind(row.raw_json.as_str())
+        },
+    )
+    .await?;
     let (changed, kept_their_report) = current_rows_returned(
         winners,
         &returned,

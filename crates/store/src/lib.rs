@@ -23,8 +23,9 @@ pub use database::{Backend, Database, PoolSettings};
 pub use error::{StoreError, classify};
 pub use migrate::MigrationFiles;
 pub use sql::{
-    BatchWinner, Conditions, CurrentRow, MICROS_PER_DAY, Placeholders, Value, batch_winners,
-    current_rows_returned, current_state_update, epoch_day_sql, like_prefix, one_row_per_key,
-    received_bounds, rows_by_key, values_rows, written_rows_returned,
+    BatchWinner, BoundQuery, Conditions, CurrentRow, MICROS_PER_DAY, Placeholders, STATEMENT_ROWS, Value,
+    batch_winners, current_rows_returned, current_state_update, epoch_day_sql, like_prefix, one_row_per_key,
+    received_bounds, rows_by_key, statement_sizes, values_list, values_rows, write_rows,
+    written_rows_returned,
 };
 pub use sqlx;

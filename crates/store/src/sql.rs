@@ -45,9 +45,48 @@ pub fn values_rows(backend: Backend, rows: usize, columns: usize) -> String {
     text
 }
 
+/// The most rows one multi-row statement writes.
+pub const STATEMENT_ROWS: usize = 256;
+const _: () = assert!(STATEMENT_ROWS.is_power_of_two(), "statement_sizes fills the rest with powers of two");
+
+/// How many rows each statement of a multi-row write of `count` rows takes: as many
+/// [`STATEMENT_ROWS`] as fit, then the rest as descending powers of two. Every statement then has one
+/// of a few shapes, which each connection prepares once and keeps (sqlx caches prepared statements
+/// by their text): no batch is parsed and planned anew because its row count is new.
+pub fn statement_sizes(count: usize) -> impl Iterator<Item = usize> {
+    let full = count / STATEMENT_ROWS;
+    let rest = count % STATEMENT_ROWS;
+    std::iter::repeat_n(STATEMENT_ROWS, full)
+        .chain((0..usize::BITS).rev().map(|bit| 1usize << bit).filter(move |size| rest & size != 0))
+}
+
+/// A query being built, bound to values that live at least as long as its text.
+pub type BoundQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Writes `rows` with multi-row statements of the sizes [`statement_sizes`] gives, in order:
+/// `statement(size)` is the SQL for `size` rows (its VALUES list from [`values_rows`]) and `bind`
+/// binds one row's values. Returns every row the statements returned (`RETURNING`), in order.
+pub async fn write_rows<T>(
+    connection: &mut sqlx::AnyConnection,
+    rows: &[T],
+    statement: impl Fn(usize) -> String,
+    bind: impl for<'q> Fn(BoundQuery<'q>, &'q T) -> BoundQuery<'q>,
+) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
+    let mut returned = Vec::new();
+    let mut rest = rows;
+    for size in statement_sizes(rows.len()) {
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
+        let sql = statement(size);
+        let query = chunk.iter().fold(sqlx::query(&sql), &bind);
+        returned.extend(query.fetch_all(&mut *connection).await?);
+    }
+    Ok(returned)
+}
+
 /// `count` placeholders separated by commas, for `IN (…)`: `$1, $2` on PostgreSQL, `?, ?` on SQLite
 /// (see [`values_rows`] for why SQLite's are anonymous).
-fn values_list(backend: Backend, count: usize) -> String {
+pub fn values_list(backend: Backend, count: usize) -> String {
     let mut text = String::with_capacity(count * 5);
     push_placeholders(&mut text, backend, &mut Placeholders::new(), count);
     text
@@ -75,18 +114,14 @@ pub async fn rows_by_key<T>(
     keys: &[String],
     from_row: impl Fn(&sqlx::any::AnyRow) -> Result<T, sqlx::Error>,
 ) -> Result<Vec<T>, sqlx::Error> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT {columns} FROM {table} WHERE {key} IN ({})",
-        values_list(Backend::of(connection), keys.len())
-    );
-    let mut query = sqlx::query(&sql);
-    for value in keys {
-        query = query.bind(value.as_str());
-    }
-    let rows = query.fetch_all(&mut *connection).await?;
+    let backend = Backend::of(connection);
+    let rows = write_rows(
+        connection,
+        keys,
+        |size| format!("SELECT {columns} FROM {table} WHERE {key} IN ({})", values_list(backend, size)),
+        |query, value| query.bind(value.as_str()),
+    )
+    .await?;
     rows.iter().map(from_row).collect()
 }
 
@@ -310,6 +345,21 @@ pub fn epoch_day_sql(column: &str, offset_placeholder: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statements_take_every_row_in_a_few_shapes() {
+        let mut shapes = std::collections::BTreeSet::new();
+        for count in 0..=3 * STATEMENT_ROWS + 7 {
+            let sizes: Vec<usize> = statement_sizes(count).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), count, "{count} rows: {sizes:?}");
+            assert!(sizes.windows(2).all(|pair| pair[0] >= pair[1]), "largest first: {sizes:?}");
+            assert!(sizes.len() <= count / STATEMENT_ROWS + STATEMENT_ROWS.ilog2() as usize, "{sizes:?}");
+            shapes.extend(sizes);
+        }
+        let expected: std::collections::BTreeSet<usize> =
+            (0..=STATEMENT_ROWS.ilog2()).map(|bit| 1usize << bit).collect();
+        assert_eq!(shapes, expected, "only powers of two up to STATEMENT_ROWS");
+    }
 
     #[test]
     fn values_rows_number_placeholders_in_order() {

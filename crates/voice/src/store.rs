@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
     Backend, BatchWinner, Conditions, Database, MigrationFiles, batch_winners, current_rows_returned,
-    current_state_update, received_bounds, rows_by_key, values_rows,
+    current_state_update, received_bounds, rows_by_key, values_rows, write_rows,
 };
 
 use crate::model::{Precedence, beats_sql};
@@ -155,26 +155,33 @@ async fn write_history(connection: &mut AnyConnection, records: &[&CallRow]) -> 
             })
             .or_insert(record);
     }
-    let sql = format!(
-        "INSERT INTO voice_call_events ({EVENT_COLUMNS}) VALUES {} \
-         ON CONFLICT (mid, digest) DO UPDATE SET received_at = excluded.received_at, \
-         stream_sequence = excluded.stream_sequence \
-         WHERE excluded.stream_sequence < voice_call_events.stream_sequence",
-        values_rows(Backend::of(connection), earliest.len(), EVENT_COLUMN_COUNT)
-    );
-    let mut query = sqlx::query(&sql);
-    for record in earliest.values() {
-        query = query
-            .bind(record.mid.as_str())
-            .bind(record.digest.as_str())
-            .bind(record.status.as_deref())
-            .bind(record.end_at)
-            .bind(record.duration_seconds)
-            .bind(record.received_at)
-            .bind(record.stream_sequence)
-            .bind(record.raw_json.as_str());
-    }
-    query.execute(&mut *connection).await?;
+    let backend = Backend::of(connection);
+    let rows: Vec<_> = earliest.values().collect();
+    write_rows(
+        connection,
+        &rows,
+        |size| {
+            format!(
+                "INSERT INTO voice_call_events ({EVENT_COLUMNS}) VALUES {} \
+                 ON CONFLICT (mid, digest) DO UPDATE SET received_at = excluded.received_at, \
+                 stream_sequence = excluded.stream_sequence \
+                 WHERE excluded.stream_sequence < voice_call_events.stream_sequence",
+                values_rows(backend, size, EVENT_COLUMN_COUNT)
+            )
+        },
+        |query, record| {
+            query
+                .bind(record.mid.as_str())
+                .bind(record.digest.as_str())
+                .bind(record.status.as_deref())
+                .bind(record.end_at)
+                .bind(record.duration_seconds)
+                .bind(record.received_at)
+                .bind(record.stream_sequence)
+                .bind(record.raw_json.as_str())
+        },
+    )
+    .await?;
     Ok(())
 }
 
@@ -192,43 +199,50 @@ async fn write_current(
         &["first_received_at"],
         &["last_received_at"],
     );
-    let sql = format!(
-        "INSERT INTO voice_calls ({CALL_COLUMNS}) VALUES {} \
-         ON CONFLICT (mid) DO UPDATE SET {assignments} WHERE {changed} \
-         RETURNING mid, stream_sequence, first_received_at, last_received_at",
-        values_rows(Backend::of(connection), winners.len(), CALL_COLUMN_COUNT),
-    );
-    let mut query = sqlx::query(&sql);
-    for &BatchWinner { row, received: (first_received_at, last_received_at) } in winners.values() {
-        query = query
-            .bind(row.mid.as_str())
-            .bind(row.bridge.as_deref())
-            .bind(row.from_number.as_deref())
-            .bind(row.to_number.as_deref())
-            .bind(row.source.as_deref())
-            .bind(row.flow_id.as_deref())
-            .bind(row.start_at)
-            .bind(row.end_at)
-            .bind(row.duration_seconds)
-            .bind(row.status.as_deref())
-            .bind(row.answered)
-            .bind(row.recording_url.as_deref())
-            .bind(row.status1.as_deref())
-            .bind(row.status2.as_deref())
-            .bind(row.billing.as_deref())
-            .bind(row.hangup_by.as_deref())
-            .bind(row.call_date.as_deref())
-            .bind(row.unixtime)
-            .bind(row.end_time_key)
-            .bind(row.digest.as_str())
-            .bind(row.listed_at)
-            .bind(row.received_at)
-            .bind(first_received_at)
-            .bind(last_received_at)
-            .bind(row.stream_sequence)
-            .bind(row.raw_json.as_str());
-    }
-    let returned = query.fetch_all(&mut *connection).await?;
+    let backend = Backend::of(connection);
+    let rows: Vec<_> = winners.values().collect();
+    let returned = write_rows(
+        connection,
+        &rows,
+        |size| {
+            format!(
+                "INSERT INTO voice_calls ({CALL_COLUMNS}) VALUES {} \
+                 ON CONFLICT (mid) DO UPDATE SET {assignments} WHERE {changed} \
+                 RETURNING mid, stream_sequence, first_received_at, last_received_at",
+                values_rows(backend, size, CALL_COLUMN_COUNT),
+            )
+        },
+        |query, &&BatchWinner { row, received: (first_received_at, last_received_at) }| {
+            query
+                .bind(row.mid.as_str())
+                .bind(row.bridge.as_deref())
+                .bind(row.from_number.as_deref())
+                .bind(row.to_number.as_deref())
+                .bind(row.source.as_deref())
+                .bind(row.flow_id.as_deref())
+                .bind(row.start_at)
+                .bind(row.end_at)
+                .bind(row.duration_seconds)
+                .bind(row.status.as_deref())
+                .bind(row.answered)
+                .bind(row.recording_url.as_deref())
+                .bind(row.status1.as_deref())
+                .bind(row.status2.as_deref())
+                .bind(row.billing.as_deref())
+                .bind(row.hangup_by.as_deref())
+                .bind(row.call_date.as_deref())
+                .bind(row.unixtime)
+                .bind(row.end_time_key)
+                .bind(row.digest.as_str())
+                .bind(row.listed_at)
+                .bind(row.received_at)
+                .bind(first_received_at)
+                .bind(last_received_at)
+                .bind(row.stream_sequence)
+                .bind(row.raw_json.as_str())
+        },
+    )
+    .await?;
     let (changed, kept_their_record) = current_rows_returned(
         winners,
         &returned,

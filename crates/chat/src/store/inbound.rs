@@ -4,7 +4,7 @@ use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
-use switchboard_store::{Backend, Conditions, Database, values_rows, written_rows_returned};
+use switchboard_store::{Backend, Conditions, Database, values_rows, write_rows, written_rows_returned};
 
 /// One inbound message as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,37 +83,44 @@ pub async fn write_inbound(
     }
     let assignments: Vec<String> =
         REPLACED_COLUMNS.iter().map(|column| format!("{column} = excluded.{column}")).collect();
-    let sql = format!(
-        "INSERT INTO chat_inbound ({INBOUND_COLUMNS}) VALUES {} \
-         ON CONFLICT (channel, id) DO UPDATE SET {} \
-         WHERE excluded.stream_sequence < chat_inbound.stream_sequence \
-         RETURNING channel, id",
-        values_rows(Backend::of(connection), earliest.len(), INBOUND_COLUMN_COUNT),
-        assignments.join(", ")
-    );
-    let mut query = sqlx::query(&sql);
-    for row in earliest.values() {
-        query = query
-            .bind(row.channel.as_str())
-            .bind(row.id.as_str())
-            .bind(row.sender.as_str())
-            .bind(row.recipient.as_str())
-            .bind(row.kind.as_str())
-            .bind(row.text.as_deref())
-            .bind(row.url.as_deref())
-            .bind(row.caption.as_deref())
-            .bind(row.filename.as_deref())
-            .bind(row.mime_type.as_deref())
-            .bind(row.profile_json.as_deref())
-            .bind(row.message_id.as_deref())
-            .bind(row.message_at)
-            .bind(row.conversation_at)
-            .bind(row.received_at)
-            .bind(row.stream_sequence)
-            .bind(row.payload_json.as_str())
-            .bind(row.raw_json.as_str());
-    }
-    let returned = query.fetch_all(&mut *connection).await?;
+    let backend = Backend::of(connection);
+    let rows: Vec<_> = earliest.values().collect();
+    let returned = write_rows(
+        connection,
+        &rows,
+        |size| {
+            format!(
+                "INSERT INTO chat_inbound ({INBOUND_COLUMNS}) VALUES {} \
+                 ON CONFLICT (channel, id) DO UPDATE SET {} \
+                 WHERE excluded.stream_sequence < chat_inbound.stream_sequence \
+                 RETURNING channel, id",
+                values_rows(backend, size, INBOUND_COLUMN_COUNT),
+                assignments.join(", ")
+            )
+        },
+        |query, row| {
+            query
+                .bind(row.channel.as_str())
+                .bind(row.id.as_str())
+                .bind(row.sender.as_str())
+                .bind(row.recipient.as_str())
+                .bind(row.kind.as_str())
+                .bind(row.text.as_deref())
+                .bind(row.url.as_deref())
+                .bind(row.caption.as_deref())
+                .bind(row.filename.as_deref())
+                .bind(row.mime_type.as_deref())
+                .bind(row.profile_json.as_deref())
+                .bind(row.message_id.as_deref())
+                .bind(row.message_at)
+                .bind(row.conversation_at)
+                .bind(row.received_at)
+                .bind(row.stream_sequence)
+                .bind(row.payload_json.as_str())
+                .bind(row.raw_json.as_str())
+        },
+    )
+    .await?;
     written_rows_returned(
         earliest.into_values(),
         |row| (row.channel.clone(), row.id.clone()),

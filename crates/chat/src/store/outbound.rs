@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
     Backend, BatchWinner, Conditions, Database, current_rows_returned, current_state_update, received_bounds,
-    values_rows,
+    values_rows, write_rows,
 };
 
 use super::prefixed;
@@ -137,26 +137,33 @@ async fn write_history(connection: &mut AnyConnection, events: &[&OutboundRow]) 
             })
             .or_insert(event);
     }
-    let sql = format!(
-        "INSERT INTO chat_status_events ({EVENT_COLUMNS}) VALUES {} \
-         ON CONFLICT (channel, message_id, digest) DO UPDATE SET received_at = excluded.received_at, \
-         stream_sequence = excluded.stream_sequence \
-         WHERE excluded.stream_sequence < chat_status_events.stream_sequence",
-        values_rows(Backend::of(connection), earliest.len(), 8)
-    );
-    let mut query = sqlx::query(&sql);
-    for event in earliest.values() {
-        query = query
-            .bind(event.channel.as_str())
-            .bind(event.id.as_str())
-            .bind(event.digest.as_str())
-            .bind(event.status.as_str())
-            .bind(event.status_at)
-            .bind(event.received_at)
-            .bind(event.stream_sequence)
-            .bind(event.raw_json.as_str());
-    }
-    query.execute(&mut *connection).await?;
+    let backend = Backend::of(connection);
+    let rows: Vec<_> = earliest.values().collect();
+    write_rows(
+        connection,
+        &rows,
+        |size| {
+            format!(
+                "INSERT INTO chat_status_events ({EVENT_COLUMNS}) VALUES {} \
+                 ON CONFLICT (channel, message_id, digest) DO UPDATE SET received_at = excluded.received_at, \
+                 stream_sequence = excluded.stream_sequence \
+                 WHERE excluded.stream_sequence < chat_status_events.stream_sequence",
+                values_rows(backend, size, 8)
+            )
+        },
+        |query, event| {
+            query
+                .bind(event.channel.as_str())
+                .bind(event.id.as_str())
+                .bind(event.digest.as_str())
+                .bind(event.status.as_str())
+                .bind(event.status_at)
+                .bind(event.received_at)
+                .bind(event.stream_sequence)
+                .bind(event.raw_json.as_str())
+        },
+    )
+    .await?;
     Ok(())
 }
 
@@ -187,40 +194,48 @@ async fn write_messages(
     let reduced: BTreeMap<(String, String), Reduced> =
         reduced.into_iter().map(|((channel, id), row)| ((channel.to_owned(), id.to_owned()), row)).collect();
     let (assignments, changed) = upsert_clauses();
-    let sql = format!(
-        "INSERT INTO chat_outbound ({OUTBOUND_COLUMNS}) VALUES {} \
-         ON CONFLICT (channel, id) DO UPDATE SET {assignments} WHERE {changed} \
-         RETURNING channel, id, stream_sequence, {}, conversation_at, first_received_at, last_received_at",
-        values_rows(Backend::of(connection), reduced.len(), OUTBOUND_COLUMN_COUNT),
-        MILESTONE_COLUMNS.join(", "),
-    );
-    let mut query = sqlx::query(&sql);
-    for reduced in reduced.values() {
-        let BatchWinner { row, received: (first_received_at, last_received_at) } = reduced.winner;
-        query = query
-            .bind(row.channel.as_str())
-            .bind(row.id.as_str())
-            .bind(row.sender.as_str())
-            .bind(row.recipient.as_str())
-            .bind(row.status.as_str())
-            .bind(row.status_rank)
-            .bind(row.status_time_key)
-            .bind(row.digest.as_str())
-            .bind(row.status_at)
-            .bind(row.foreign_id.as_deref());
-        for milestone in reduced.milestones.values() {
-            query = query.bind(milestone);
-        }
-        query = query
-            .bind(row.listed_at)
-            .bind(reduced.conversation_at)
-            .bind(row.received_at)
-            .bind(first_received_at)
-            .bind(last_received_at)
-            .bind(row.stream_sequence)
-            .bind(row.raw_json.as_str());
-    }
-    let returned = query.fetch_all(&mut *connection).await?;
+    let backend = Backend::of(connection);
+    let milestone_columns = MILESTONE_COLUMNS.join(", ");
+    let rows: Vec<&Reduced> = reduced.values().collect();
+    let returned = write_rows(
+        connection,
+        &rows,
+        |size| {
+            format!(
+                "INSERT INTO chat_outbound ({OUTBOUND_COLUMNS}) VALUES {} \
+                 ON CONFLICT (channel, id) DO UPDATE SET {assignments} WHERE {changed} \
+                 RETURNING channel, id, stream_sequence, {milestone_columns}, conversation_at, first_received_at, last_received_at",
+                values_rows(backend, size, OUTBOUND_COLUMN_COUNT),
+            )
+        },
+        |query, reduced| {
+            let BatchWinner { row, received: (first_received_at, last_received_at) } = reduced.winner;
+            let query = query
+                .bind(row.channel.as_str())
+                .bind(row.id.as_str())
+                .bind(row.sender.as_str())
+                .bind(row.recipient.as_str())
+                .bind(row.status.as_str())
+                .bind(row.status_rank)
+                .bind(row.status_time_key)
+                .bind(row.digest.as_str())
+                .bind(row.status_at)
+                .bind(row.foreign_id.as_deref());
+            reduced
+                .milestones
+                .values()
+                .into_iter()
+                .fold(query, |query, milestone| query.bind(milestone))
+                .bind(row.listed_at)
+                .bind(reduced.conversation_at)
+                .bind(row.received_at)
+                .bind(first_received_at)
+                .bind(last_received_at)
+                .bind(row.stream_sequence)
+                .bind(row.raw_json.as_str())
+        },
+    )
+    .await?;
     let (changed, kept_their_status) = current_rows_returned(
         reduced,
         &returned,
@@ -244,18 +259,19 @@ async fn read_outbound(
     connection: &mut AnyConnection,
     keys: &[(String, String)],
 ) -> Result<Vec<OutboundRow>, sqlx::Error> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT {OUTBOUND_COLUMNS} FROM chat_outbound WHERE (channel, id) IN (VALUES {})",
-        values_rows(Backend::of(connection), keys.len(), 2)
-    );
-    let mut query = sqlx::query(&sql);
-    for (channel, id) in keys {
-        query = query.bind(channel.clone()).bind(id.clone());
-    }
-    let rows = query.fetch_all(&mut *connection).await?;
+    let backend = Backend::of(connection);
+    let rows = write_rows(
+        connection,
+        keys,
+        |size| {
+            format!(
+                "SELECT {OUTBOUND_COLUMNS} FROM chat_outbound WHERE (channel, id) IN (VALUES {})",
+                values_rows(backend, size, 2)
+            )
+        },
+        |query, (channel, id)| query.bind(channel.as_str()).bind(id.as_str()),
+    )
+    .await?;
     rows.iter().map(|row| outbound_from_sql(row, "")).collect()
 }
 
