@@ -100,6 +100,21 @@ impl Rig {
         }
     }
 
+    /// Runs a consumer (batches of 100) until `events` events have been applied (or 10 s passed),
+    /// then stops it.
+    async fn run_until_applied(&self, events: u64) {
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(self.consumer(100).run(stop.clone()));
+        for _ in 0..500 {
+            if self.applied().iter().map(Vec::len).sum::<usize>() as u64 >= events {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+        running.await.expect("consumer loop");
+    }
+
     fn applied(&self) -> Vec<Vec<u64>> {
         self.recorder.applied.lock().expect("not poisoned").clone()
     }
@@ -127,17 +142,7 @@ impl Rig {
 async fn next_batch_is_decoded_while_one_is_applied_one_at_a_time_in_order() {
     let events = 3_000;
     let rig = Rig::start(events).await;
-    let stop = CancellationToken::new();
-    let running = tokio::spawn(rig.consumer(100).run(stop.clone()));
-
-    for _ in 0..500 {
-        if rig.applied().iter().map(Vec::len).sum::<usize>() as u64 >= events {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.cancel();
-    running.await.expect("consumer loop");
+    rig.run_until_applied(events).await;
 
     let applied = rig.applied();
     let in_order: Vec<u64> = applied.iter().flatten().copied().collect();
@@ -174,16 +179,7 @@ async fn shutdown_finishes_the_batches_in_hand_and_acknowledges_them() {
 
     // What was fetched but not applied is handed back (or, if it was still on its way, redelivered
     // after the ack wait) and applied by the next run, once.
-    let stop = CancellationToken::new();
-    let running = tokio::spawn(rig.consumer(100).run(stop.clone()));
-    for _ in 0..500 {
-        if rig.applied().iter().map(Vec::len).sum::<usize>() as u64 >= events {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.cancel();
-    running.await.expect("consumer loop");
+    rig.run_until_applied(events).await;
     let mut applied: Vec<u64> = rig.applied().into_iter().flatten().collect();
     applied.sort_unstable();
     assert_eq!(applied, (1..=events).collect::<Vec<_>>(), "the rest applied after the restart, once each");
