@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use switchboard_events::EventKind;
 use switchboard_runtime::config::{ConsumerConfig, NatsConfig};
-use switchboard_runtime::consumer::{ApplyError, ConsumerHealth, ConsumerLoop, Delivery, Projection};
+use switchboard_runtime::consumer::{
+    ApplyError, BATCH_MAX_BYTES, ConsumerHealth, ConsumerLoop, Delivery, Projection,
+};
 use switchboard_runtime::dead_letter::DeadLetters;
 use switchboard_runtime::nats::{ConsumerSpec, provision_streams};
 use switchboard_runtime::tokio_util::sync::CancellationToken;
@@ -58,6 +60,11 @@ const ACK_WAIT: Duration = Duration::from_secs(2);
 impl Rig {
     /// A stream holding `events` sms reports (the recorder never reads their bodies).
     async fn start(events: u64) -> Rig {
+        Rig::start_padded(events, 0).await
+    }
+
+    /// The same, each body padded with `padding` bytes.
+    async fn start_padded(events: u64, padding: usize) -> Rig {
         let server = NatsServer::start().expect("nats-server");
         let client = async_nats::connect(server.url()).await.expect("connect");
         let jetstream = async_nats::jetstream::new(client);
@@ -68,7 +75,10 @@ impl Rig {
         for sequence in 1..=events {
             acks.push(
                 jetstream
-                    .publish(subject.clone(), format!("{{\"n\":{sequence}}}").into())
+                    .publish(
+                        subject.clone(),
+                        format!("{{\"n\":{sequence},\"pad\":\"{}\"}}", "x".repeat(padding)).into(),
+                    )
                     .await
                     .expect("publish"),
             );
@@ -183,4 +193,22 @@ async fn shutdown_finishes_the_batches_in_hand_and_acknowledges_them() {
     let mut applied: Vec<u64> = rig.applied().into_iter().flatten().collect();
     applied.sort_unstable();
     assert_eq!(applied, (1..=events).collect::<Vec<_>>(), "the rest applied after the restart, once each");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_of_big_events_stop_at_the_byte_limit() {
+    // 150 events of 200 KiB: 30 MiB, which batches of 100 events would take in two.
+    let (events, padding) = (150, 200 * 1024);
+    let rig = Rig::start_padded(events, padding).await;
+    // The whole stream is waiting, as under a backlog.
+    rig.run_until_applied(events).await;
+
+    let applied = rig.applied();
+    let in_order: Vec<u64> = applied.iter().flatten().copied().collect();
+    assert_eq!(in_order, (1..=events).collect::<Vec<_>>(), "every event applied once, in stream order");
+    // A batch stops taking events once it holds BATCH_MAX_BYTES: at most one event past it.
+    let most = BATCH_MAX_BYTES / padding + 1;
+    let sizes: Vec<usize> = applied.iter().map(Vec::len).collect();
+    assert!(sizes.iter().all(|&size| size <= most), "no batch above {most} events: {sizes:?}");
+    assert_eq!(rig.acknowledged_through(events).await, events, "every applied event acknowledged");
 }

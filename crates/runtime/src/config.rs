@@ -460,10 +460,10 @@ impl ServiceConfig {
     }
 }
 
-/// The largest `batch_size`: a batch is written with one multi-row statement per table, and the
-/// widest table (26 columns) times this stays under SQLite's 32,766 bound parameters per statement
-/// (PostgreSQL allows 65,535).
-pub const MAX_BATCH_SIZE: usize = 1000;
+/// The largest `batch_size`. Statements take at most `switchboard_store::STATEMENT_ROWS` rows each,
+/// so no batch size reaches a database's bound-parameter limit; this bounds what a consumer holds in
+/// memory (two batches in flight) and how long one transaction runs.
+pub const MAX_BATCH_SIZE: usize = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -482,7 +482,7 @@ pub struct ConsumerConfig {
 impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
-            batch_size: 1000,
+            batch_size: 5000,
             ack_wait: Duration::from_secs(30),
             max_ack_pending: 20_000,
             retry_initial: Duration::from_secs(1),
@@ -948,7 +948,7 @@ mod tests {
     }
 
     #[test]
-    fn batch_size_is_bounded_by_the_statement_parameter_limit() {
+    fn batch_size_is_bounded() {
         let with = |size: usize| {
             let figment = Figment::from(Toml::string(DEFAULTS_TOML))
                 .merge(Serialized::default("voice.consumer.batch_size", size));
@@ -959,7 +959,7 @@ mod tests {
             MAX_BATCH_SIZE
         );
         let errors = with(MAX_BATCH_SIZE + 1).expect_err("one more is refused").0.join("\n");
-        assert!(errors.contains("voice.consumer.batch_size: must be between 1 and 1000"), "{errors}");
+        assert!(errors.contains("voice.consumer.batch_size: must be between 1 and 10000"), "{errors}");
     }
 
     #[test]
