@@ -16,12 +16,20 @@ use switchboard_store::{
 
 use crate::model::{Precedence, beats_sql, identity_key, name_key};
 
-pub const MIGRATIONS: &[MigrationFiles] = &[MigrationFiles {
-    version: 1,
-    description: "contacts, their versions and attributes",
-    sqlite: include_str!("../migrations/sqlite/0001_contacts.sql"),
-    postgres: include_str!("../migrations/postgres/0001_contacts.sql"),
-}];
+pub const MIGRATIONS: &[MigrationFiles] = &[
+    MigrationFiles {
+        version: 1,
+        description: "contacts, their versions and attributes",
+        sqlite: include_str!("../migrations/sqlite/0001_contacts.sql"),
+        postgres: include_str!("../migrations/postgres/0001_contacts.sql"),
+    },
+    MigrationFiles {
+        version: 2,
+        description: "fewer contact indexes",
+        sqlite: include_str!("../migrations/sqlite/0002_fewer_indexes.sql"),
+        postgres: include_str!("../migrations/postgres/0002_fewer_indexes.sql"),
+    },
+];
 
 /// What the retention job may expire: old versions, and the raw JSON of old versions and of contacts
 /// whose last event is old. The current version of every contact is kept.
