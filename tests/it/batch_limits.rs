@@ -1,6 +1,6 @@
-//! The largest batch the configuration allows is written in one transaction by every service: each
-//! table's multi-row statement stays within the database's limit on bound parameters (SQLite's is
-//! 32,766; the widest table has 26 columns).
+//! The largest batch the configuration allows is written in one transaction by every service: the
+//! multi-row statements it is split into stay within the database's limit on bound parameters
+//! (SQLite's is 32,766; the widest table has 26 columns, so 10,000 rows in one statement would not).
 
 use std::time::Duration;
 
@@ -45,15 +45,16 @@ async fn every_service_writes_the_largest_batch_in_one_transaction() {
     let nats = NatsServer::start().expect("nats-server");
     let client = async_nats::connect(nats.url()).await.expect("connect");
     let stop = CancellationToken::new();
-    // Distinct keys among the first MAX_BATCH_SIZE workload events: two sms reports per message,
-    // three chat statuses per message, one voice call in ten reported twice, one inbound message
-    // per event, two versions per contact.
+    // Distinct keys among the first MAX_BATCH_SIZE (10,000) workload events: two sms reports per
+    // message, three chat statuses per message, one voice call in ten reported twice, one inbound
+    // message per event, two versions per contact.
+    assert_eq!(MAX_BATCH_SIZE, 10_000, "the expected counts below are for 10,000 events");
     let expected = [
-        (Product::Sms, "sms_messages", 500),
-        (Product::Chat, "chat_outbound", 334),
-        (Product::Voice, "voice_calls", 901),
-        (Product::Interact, "vmn_messages", 1000),
-        (Product::Contacts, "contacts", 500),
+        (Product::Sms, "sms_messages", 5000),
+        (Product::Chat, "chat_outbound", 3334),
+        (Product::Voice, "voice_calls", 9001),
+        (Product::Interact, "vmn_messages", 10_000),
+        (Product::Contacts, "contacts", 5000),
     ];
     for (product, table, rows) in expected {
         let changes = ChangeFeed::start(client.clone(), format!("test.changes.{product}"), stop.clone())
