@@ -6,7 +6,6 @@
 //! is kept, so the stored list is the same whatever order the events arrive in.
 
 use std::borrow::Borrow;
-use std::collections::BTreeMap;
 
 use switchboard_events::TimeZoneSetting;
 use switchboard_events::sms::Unsubscription;
@@ -18,7 +17,8 @@ use switchboard_runtime::consumer::Delivery;
 use switchboard_runtime::grpc;
 use switchboard_store::sqlx::{self, AnyConnection, Row};
 use switchboard_store::{
-    Backend, Conditions, Database, MigrationFiles, values_rows, write_rows, written_rows_returned,
+    Backend, Conditions, Database, MigrationFiles, one_row_per_key, values_rows, write_rows,
+    written_rows_returned,
 };
 use tonic::Status;
 
@@ -111,18 +111,11 @@ pub async fn store(
 ) -> Result<Vec<OptOutRow>, sqlx::Error> {
     // One row per key per statement (PostgreSQL refuses to update a row twice in one statement),
     // sorted by key so that concurrent writers lock rows in the same order.
-    let mut earliest: BTreeMap<(&str, &str), &OptOutRow> = BTreeMap::new();
-    for row in rows {
-        let row = row.borrow();
-        earliest
-            .entry((row.channel.as_str(), row.id.as_str()))
-            .and_modify(|kept| {
-                if row.stream_sequence < kept.stream_sequence {
-                    *kept = row;
-                }
-            })
-            .or_insert(row);
-    }
+    let earliest = one_row_per_key(
+        rows.iter().map(Borrow::borrow),
+        |row: &OptOutRow| (row.channel.as_str(), row.id.as_str()),
+        |candidate, kept| candidate.stream_sequence < kept.stream_sequence,
+    );
     if earliest.is_empty() {
         return Ok(Vec::new());
     }

@@ -1,12 +1,11 @@
 //! The sms tables: writing a batch of reports, and the queries behind the API.
 
 use std::borrow::Borrow;
-use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
     Backend, BatchWinner, Conditions, Database, MigrationFiles, batch_winners, current_rows_returned,
-    current_state_update, received_bounds, rows_by_key, values_rows, write_rows,
+    current_state_update, one_row_per_key, received_bounds, rows_by_key, values_rows, write_rows,
 };
 
 use crate::model::{Precedence, beats_sql};
@@ -133,17 +132,11 @@ pub async fn write_reports(
 }
 
 async fn write_history(connection: &mut AnyConnection, reports: &[&MessageRow]) -> Result<(), sqlx::Error> {
-    let mut earliest: BTreeMap<(&str, &str), &MessageRow> = BTreeMap::new();
-    for &report in reports {
-        earliest
-            .entry((report.id.as_str(), report.digest.as_str()))
-            .and_modify(|kept| {
-                if report.stream_sequence < kept.stream_sequence {
-                    *kept = report;
-                }
-            })
-            .or_insert(report);
-    }
+    let earliest = one_row_per_key(
+        reports.iter().copied(),
+        |report| (report.id.as_str(), report.digest.as_str()),
+        |candidate, kept| candidate.stream_sequence < kept.stream_sequence,
+    );
     let backend = Backend::of(connection);
     let rows: Vec<&MessageRow> = earliest.into_values().collect();
     write_rows(

@@ -166,8 +166,8 @@ pub fn current_state_update(
 ///
 /// Multi-row upserts need this: PostgreSQL refuses to touch a row twice in one statement, and rows
 /// written in key order make concurrent writers lock in the same order, so they cannot deadlock.
-pub fn one_row_per_key<'a, K: Ord, T>(
-    rows: &'a [T],
+pub fn one_row_per_key<'a, K: Ord, T: 'a>(
+    rows: impl IntoIterator<Item = &'a T>,
     key: impl Fn(&'a T) -> K,
     prefer: impl Fn(&T, &T) -> bool,
 ) -> std::collections::BTreeMap<K, &'a T> {

@@ -1,12 +1,11 @@
 //! The voice tables: writing a batch of call records, and the queries behind the API.
 
 use std::borrow::Borrow;
-use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
     Backend, BatchWinner, Conditions, Database, MigrationFiles, batch_winners, current_rows_returned,
-    current_state_update, received_bounds, rows_by_key, values_rows, write_rows,
+    current_state_update, one_row_per_key, received_bounds, rows_by_key, values_rows, write_rows,
 };
 
 use crate::model::{Precedence, beats_sql};
@@ -144,17 +143,11 @@ pub async fn write_calls(
 }
 
 async fn write_history(connection: &mut AnyConnection, records: &[&CallRow]) -> Result<(), sqlx::Error> {
-    let mut earliest: BTreeMap<(&str, &str), &CallRow> = BTreeMap::new();
-    for &record in records {
-        earliest
-            .entry((record.mid.as_str(), record.digest.as_str()))
-            .and_modify(|kept| {
-                if record.stream_sequence < kept.stream_sequence {
-                    *kept = record;
-                }
-            })
-            .or_insert(record);
-    }
+    let earliest = one_row_per_key(
+        records.iter().copied(),
+        |record| (record.mid.as_str(), record.digest.as_str()),
+        |candidate, kept| candidate.stream_sequence < kept.stream_sequence,
+    );
     let backend = Backend::of(connection);
     let rows: Vec<_> = earliest.values().collect();
     write_rows(

@@ -1,10 +1,11 @@
 //! Inbound messages: one row per (channel, id); a re-sent id keeps its earliest delivery.
 
 use std::borrow::Borrow;
-use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
-use switchboard_store::{Backend, Conditions, Database, values_rows, write_rows, written_rows_returned};
+use switchboard_store::{
+    Backend, Conditions, Database, one_row_per_key, values_rows, write_rows, written_rows_returned,
+};
 
 /// One inbound message as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,18 +67,11 @@ pub async fn write_inbound(
     rows: &[impl Borrow<InboundRow>],
 ) -> Result<Vec<InboundRow>, sqlx::Error> {
     // One row per key per statement, sorted by key (a stable lock order across replicas).
-    let mut earliest: BTreeMap<(&str, &str), &InboundRow> = BTreeMap::new();
-    for row in rows {
-        let row = row.borrow();
-        earliest
-            .entry((row.channel.as_str(), row.id.as_str()))
-            .and_modify(|kept| {
-                if row.stream_sequence < kept.stream_sequence {
-                    *kept = row;
-                }
-            })
-            .or_insert(row);
-    }
+    let earliest = one_row_per_key(
+        rows.iter().map(Borrow::borrow),
+        |row: &InboundRow| (row.channel.as_str(), row.id.as_str()),
+        |candidate, kept| candidate.stream_sequence < kept.stream_sequence,
+    );
     if earliest.is_empty() {
         return Ok(Vec::new());
     }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
-    Backend, BatchWinner, Conditions, Database, current_rows_returned, current_state_update, received_bounds,
-    values_rows, write_rows,
+    Backend, BatchWinner, Conditions, Database, current_rows_returned, current_state_update, one_row_per_key,
+    received_bounds, values_rows, write_rows,
 };
 
 use super::prefixed;
@@ -126,17 +126,11 @@ pub async fn write_statuses(
 }
 
 async fn write_history(connection: &mut AnyConnection, events: &[&OutboundRow]) -> Result<(), sqlx::Error> {
-    let mut earliest: BTreeMap<(&str, &str, &str), &OutboundRow> = BTreeMap::new();
-    for &event in events {
-        earliest
-            .entry((event.channel.as_str(), event.id.as_str(), event.digest.as_str()))
-            .and_modify(|kept| {
-                if event.stream_sequence < kept.stream_sequence {
-                    *kept = event;
-                }
-            })
-            .or_insert(event);
-    }
+    let earliest = one_row_per_key(
+        events.iter().copied(),
+        |event| (event.channel.as_str(), event.id.as_str(), event.digest.as_str()),
+        |candidate, kept| candidate.stream_sequence < kept.stream_sequence,
+    );
     let backend = Backend::of(connection);
     let rows: Vec<_> = earliest.values().collect();
     write_rows(
