@@ -254,6 +254,59 @@ async fn lists_filter_and_page() {
     system.stop().await.expect("clean stop");
 }
 
+/// A request's messages are found by the request part of their ids (before a final `:<index>`),
+/// never by an id that merely starts the same way.
+#[tokio::test]
+async fn lists_the_messages_of_one_request() {
+    let system = TestSystem::start().await.expect("system starts");
+    // (id, request it belongs to)
+    let messages = [
+        ("req-a:1", "req-a"),
+        ("req-a:2", "req-a"),
+        ("req-a:10", "req-a"),
+        ("req-a", "req-a"),
+        ("req-a:x", "req-a:x"),
+        ("req-a:1:2", "req-a:1"),
+        ("req-ab:1", "req-ab"),
+        ("req-a;1", "req-a;1"),
+        ("req-:1", "req-"),
+    ];
+    for (index, (id, _)) in messages.iter().enumerate() {
+        let body = serde_json::json!({
+            "id": id, "mobile": "919000000030", "status": "DELIVRD",
+            "sent_time": format!("2021-05-{:02} 10:00:00", index + 1),
+        });
+        system.post_ok("sms:message:status", body.to_string()).await;
+    }
+    let client = system.sms().await;
+    let list = |request_id: &str| {
+        let mut client = client.clone();
+        let request =
+            ListMessagesRequest { request_id: request_id.into(), page_size: 100, ..Default::default() };
+        async move {
+            let listed = client.list_messages(request).await.expect("listed").into_inner();
+            listed.messages.into_iter().map(|message| (message.id, message.request_id)).collect::<Vec<_>>()
+        }
+    };
+    wait_until("every message", WAIT, || {
+        let list = &list;
+        async move { (list("").await.len() == messages.len()).then_some(()) }
+    })
+    .await;
+    for request in ["req-a", "req-a:x", "req-a:1", "req-ab", "req-a;1", "req-", "req", "req-a:"] {
+        // Newest first: later in `messages` is a later sent time.
+        let expected: Vec<(String, String)> = messages
+            .iter()
+            .rev()
+            .filter(|(_, owner)| *owner == request)
+            .map(|(id, owner)| (id.to_string(), owner.to_string()))
+            .collect();
+        assert_eq!(list(request).await, expected, "request {request:?}");
+    }
+    assert_eq!(list("req-a").await.len(), 4, "the test covers a request of several messages");
+    system.stop().await.expect("clean stop");
+}
+
 #[tokio::test]
 async fn watchers_see_committed_changes() {
     let system = TestSystem::start().await.expect("system starts");

@@ -17,6 +17,12 @@ pub const MIGRATIONS: &[MigrationFiles] = &[
         sqlite: include_str!("../migrations/sqlite/0001_messages.sql"),
         postgres: include_str!("../migrations/postgres/0001_messages.sql"),
     },
+    MigrationFiles {
+        version: 2,
+        description: "request filter from the primary key on SQLite",
+        sqlite: include_str!("../migrations/sqlite/0002_request_by_primary_key.sql"),
+        postgres: include_str!("../migrations/postgres/0002_request_by_primary_key.sql"),
+    },
     switchboard_service::optouts::MIGRATION,
 ];
 
@@ -321,6 +327,32 @@ pub async fn get_message(
 }
 
 /// Messages matching `conditions`, newest first, at most `limit`.
+/// Limits `conditions` to the messages of request `request_id`.
+///
+/// A message's request id is its id up to a final `:<recipient index>`, or the whole id when there
+/// is none (`switchboard_events::sms::SmsStatus::request_id`), so a request's messages have the id
+/// `request_id` itself or one starting with `request_id:`. SQLite compares text bytewise, so those
+/// are one key plus a range of the primary key (`:` + 1 is `;`), read without an index of their own
+/// (migration 2 dropped it: every insert wrote it at a random place). PostgreSQL orders the key by
+/// the database collation, in which that range is not the prefix, and keeps the request index. The
+/// equality holds on both, so ids like `request:x` or `request:1:2` (other requests) are left out.
+pub fn request_condition(backend: Backend, conditions: &mut Conditions, request_id: &str) {
+    if request_id.is_empty() {
+        return;
+    }
+    let equal = conditions.bind(request_id);
+    match backend {
+        Backend::Sqlite => {
+            let whole = conditions.bind(request_id);
+            let (from, to) =
+                (conditions.bind(format!("{request_id}:")), conditions.bind(format!("{request_id};")));
+            conditions
+                .push(format!("request_id = {equal} AND (id = {whole} OR (id >= {from} AND id < {to}))"));
+        }
+        Backend::Postgres => conditions.push(format!("request_id = {equal}")),
+    }
+}
+
 pub async fn list_messages(
     database: &Database,
     mut conditions: Conditions,
