@@ -326,7 +326,6 @@ pub async fn get_message(
     Ok(Some((message, history)))
 }
 
-/// Messages matching `conditions`, newest first, at most `limit`.
 /// Limits `conditions` to the messages of request `request_id`.
 ///
 /// A message's request id is its id up to a final `:<recipient index>`, or the whole id when there
@@ -353,6 +352,7 @@ pub fn request_condition(backend: Backend, conditions: &mut Conditions, request_
     }
 }
 
+/// Messages matching `conditions`, newest first, at most `limit`.
 pub async fn list_messages(
     database: &Database,
     mut conditions: Conditions,
