@@ -15,6 +15,7 @@ mod gateway_tls;
 mod hostile;
 mod interact;
 mod metrics;
+mod migrations;
 mod projections;
 mod retention;
 mod scale;

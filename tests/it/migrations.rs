@@ -1,0 +1,106 @@
+//! Upgrades: a database migrated by an earlier release takes the later migrations in place and
+//! keeps its rows, on both backends.
+
+use switchboard_events::{EventKind, TimeZoneSetting, decode_as};
+use switchboard_sms::consumer::report_row;
+use switchboard_sms::store;
+use switchboard_store::sqlx::{self, Row as _};
+use switchboard_store::{Backend, Conditions, Database, MigrationFiles, PoolSettings};
+use switchboard_tests::projection::{apply_in_batches, delivery};
+use switchboard_tests::{TestBackend, TestDatabase};
+
+fn settings() -> PoolSettings {
+    PoolSettings { max_connections: 2, ..PoolSettings::default() }
+}
+
+/// The migrations the first release shipped: each service's first, and the shared opt-out table.
+fn first_release(migrations: &[MigrationFiles]) -> Vec<MigrationFiles> {
+    migrations
+        .iter()
+        .filter(|migration| migration.version == 1 || migration.version >= 900)
+        .copied()
+        .collect()
+}
+
+async fn applied_versions(database: &Database) -> Vec<i64> {
+    sqlx::query("SELECT version FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(database.pool())
+        .await
+        .expect("migration table")
+        .iter()
+        .map(|row| row.try_get("version").expect("version"))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_service_upgrades_a_database_of_the_first_release() {
+    let services: [(&str, &[MigrationFiles]); 5] = [
+        ("sms", switchboard_sms::store::MIGRATIONS),
+        ("chat", switchboard_chat::store::MIGRATIONS),
+        ("voice", switchboard_voice::store::MIGRATIONS),
+        ("interact", switchboard_interact::store::MIGRATIONS),
+        ("contacts", switchboard_contacts::store::MIGRATIONS),
+    ];
+    for (service, migrations) in services {
+        let database = TestDatabase::create(TestBackend::from_env(), service).await.expect("database");
+        let old =
+            Database::open(&database.url(), settings(), &first_release(migrations)).await.expect(service);
+        old.close().await;
+        let upgraded = Database::open(&database.url(), settings(), migrations)
+            .await
+            .unwrap_or_else(|error| panic!("{service} upgrade: {error}"));
+        let mut expected: Vec<i64> = migrations.iter().map(|migration| migration.version).collect();
+        expected.sort_unstable();
+        assert_eq!(applied_versions(&upgraded).await, expected, "{service}");
+        upgraded.close().await;
+    }
+}
+
+/// sms migration 2 drops the request index on SQLite: messages stored before it are still found by
+/// request, now from the primary key.
+#[tokio::test]
+async fn sms_messages_stored_before_migration_2_are_found_by_request() {
+    let database = TestDatabase::create(TestBackend::from_env(), "sms_upgrade").await.expect("database");
+    let old =
+        Database::open(&database.url(), settings(), &first_release(store::MIGRATIONS)).await.expect("open");
+    let rows: Vec<_> = ["order-7:1", "order-7:2", "order-70:1", "order-7:x"]
+        .iter()
+        .enumerate()
+        .map(|(index, id)| {
+            let body = serde_json::json!({"id": id, "mobile": "919000000040", "status": "DELIVRD",
+                "sent_time": format!("2021-06-0{} 10:00:00", index + 1)})
+            .to_string();
+            let delivery = delivery(EventKind::SmsMessageStatus, index as u64 + 1, &body, 1);
+            let status = decode_as(EventKind::SmsMessageStatus, body.as_bytes()).expect("valid report");
+            report_row(&status, &delivery, TimeZoneSetting::default())
+        })
+        .collect();
+    apply_in_batches(&old, &rows, &[rows.len()], store::write_reports).await;
+    old.close().await;
+
+    let upgraded = Database::open(&database.url(), settings(), store::MIGRATIONS).await.expect("upgrade");
+    let catalogue = match upgraded.backend() {
+        Backend::Sqlite => "SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'sms_messages_by_request'",
+        Backend::Postgres => {
+            "SELECT COUNT(*) AS n FROM pg_indexes WHERE indexname = 'sms_messages_by_request'"
+        }
+    };
+    let index_left: i64 = sqlx::query(catalogue)
+        .fetch_one(upgraded.pool())
+        .await
+        .expect("catalogue")
+        .try_get("n")
+        .expect("count");
+    let expected_index = match upgraded.backend() {
+        Backend::Sqlite => 0,
+        Backend::Postgres => 1,
+    };
+    assert_eq!(index_left, expected_index, "the request index after migration 2");
+
+    let mut conditions = Conditions::new();
+    store::request_condition(upgraded.backend(), &mut conditions, "order-7");
+    let listed = store::list_messages(&upgraded, conditions, None, 10).await.expect("list");
+    let ids: Vec<&str> = listed.iter().map(|message| message.id.as_str()).collect();
+    assert_eq!(ids, ["order-7:2", "order-7:1"], "newest first, only request order-7");
+    upgraded.close().await;
+}
