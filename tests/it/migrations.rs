@@ -1,7 +1,7 @@
 //! Upgrades: a database migrated by an earlier release takes the later migrations in place and
 //! keeps its rows, on both backends.
 
-use switchboard_events::{EventKind, TimeZoneSetting, decode_as};
+use switchboard_events::{EventKind, Product, TimeZoneSetting, decode_as};
 use switchboard_sms::consumer::report_row;
 use switchboard_sms::store;
 use switchboard_store::sqlx::{self, Row as _};
@@ -34,14 +34,8 @@ async fn applied_versions(database: &Database) -> Vec<i64> {
 
 #[tokio::test]
 async fn every_service_upgrades_a_database_of_the_first_release() {
-    let services: [(&str, &[MigrationFiles]); 5] = [
-        ("sms", switchboard_sms::store::MIGRATIONS),
-        ("chat", switchboard_chat::store::MIGRATIONS),
-        ("voice", switchboard_voice::store::MIGRATIONS),
-        ("interact", switchboard_interact::store::MIGRATIONS),
-        ("contacts", switchboard_contacts::store::MIGRATIONS),
-    ];
-    for (service, migrations) in services {
+    for product in Product::ALL {
+        let (service, migrations) = (product.name(), switchboard::migrations(product));
         let database = TestDatabase::create(TestBackend::from_env(), service).await.expect("database");
         let old =
             Database::open(&database.url(), settings(), &first_release(migrations)).await.expect(service);

@@ -238,6 +238,17 @@ fn grpc_service_name(product: Product) -> &'static str {
     }
 }
 
+/// A service's database migrations, in the order they apply.
+pub fn migrations(product: Product) -> &'static [switchboard_store::MigrationFiles] {
+    match product {
+        Product::Sms => switchboard_sms::store::MIGRATIONS,
+        Product::Chat => switchboard_chat::store::MIGRATIONS,
+        Product::Voice => switchboard_voice::store::MIGRATIONS,
+        Product::Interact => switchboard_interact::store::MIGRATIONS,
+        Product::Contacts => switchboard_contacts::store::MIGRATIONS,
+    }
+}
+
 /// Applies every service's migrations and returns (for `switchboard migrate`, e.g. as a Kubernetes Job).
 pub async fn migrate(config: &Config, products: &[Product]) -> anyhow::Result<()> {
     for product in products {
@@ -245,14 +256,7 @@ pub async fn migrate(config: &Config, products: &[Product]) -> anyhow::Result<()
         let url = service.database_url(*product, &config.storage.data_dir);
         let settings =
             switchboard_store::PoolSettings { max_connections: 1, acquire_timeout: service.acquire_timeout };
-        let migrations = match product {
-            Product::Sms => switchboard_sms::store::MIGRATIONS,
-            Product::Chat => switchboard_chat::store::MIGRATIONS,
-            Product::Voice => switchboard_voice::store::MIGRATIONS,
-            Product::Interact => switchboard_interact::store::MIGRATIONS,
-            Product::Contacts => switchboard_contacts::store::MIGRATIONS,
-        };
-        let database = switchboard_store::Database::open(&url, settings, migrations)
+        let database = switchboard_store::Database::open(&url, settings, migrations(*product))
             .await
             .with_context(|| format!("migrating the {product} database"))?;
         tracing::info!(service = %product, backend = database.backend().name(), "migrations applied");

@@ -28,7 +28,7 @@ use switchboard_runtime::consumer::{ApplyError, Delivery, Projection};
 use switchboard_runtime::nats;
 use switchboard_runtime::secret::Secret;
 use switchboard_runtime::tokio_util::sync::CancellationToken;
-use switchboard_store::{Database, MigrationFiles, PoolSettings};
+use switchboard_store::{Database, PoolSettings};
 
 use super::{Cli, Output};
 
@@ -132,40 +132,31 @@ pub async fn run(cli: &Cli, args: &RebuildArgs) -> anyhow::Result<()> {
             .await
             .map_err(|error| anyhow::anyhow!("change feed: {error}"))?;
     let settings = PoolSettings { max_connections: 2, acquire_timeout: service.acquire_timeout };
-    let target_secret = Secret::new(target.clone());
-    let open = |migrations: &'static [MigrationFiles]| {
-        let url = target_secret.clone();
-        async move {
-            Database::open(&url, settings, migrations).await.context("creating the database to rebuild into")
-        }
-    };
+    let database = Database::open(&Secret::new(target.clone()), settings, crate::migrations(product))
+        .await
+        .context("creating the database to rebuild into")?;
     let zone = config.storage.provider_timezone;
     let reader =
         Reader { jetstream: &jetstream, subjects: &subjects, stream: &config.nats.stream.name, product };
     let started = Instant::now();
     let (database, tally) = match product {
         Product::Sms => {
-            let database = open(switchboard_sms::store::MIGRATIONS).await?;
             let projection = switchboard_sms::consumer::SmsProjection { database, changes, zone };
             (projection.database.clone(), reader.replay(&projection, args.batch, &output).await?)
         }
         Product::Chat => {
-            let database = open(switchboard_chat::store::MIGRATIONS).await?;
             let projection = switchboard_chat::consumer::ChatProjection { database, changes, zone };
             (projection.database.clone(), reader.replay(&projection, args.batch, &output).await?)
         }
         Product::Voice => {
-            let database = open(switchboard_voice::store::MIGRATIONS).await?;
             let projection = switchboard_voice::consumer::VoiceProjection { database, changes, zone };
             (projection.database.clone(), reader.replay(&projection, args.batch, &output).await?)
         }
         Product::Interact => {
-            let database = open(switchboard_interact::store::MIGRATIONS).await?;
             let projection = switchboard_interact::consumer::InteractProjection { database, changes, zone };
             (projection.database.clone(), reader.replay(&projection, args.batch, &output).await?)
         }
         Product::Contacts => {
-            let database = open(switchboard_contacts::store::MIGRATIONS).await?;
             let projection = switchboard_contacts::consumer::ContactsProjection { database, changes, zone };
             (projection.database.clone(), reader.replay(&projection, args.batch, &output).await?)
         }
