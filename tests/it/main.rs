@@ -23,6 +23,7 @@ mod security;
 mod security_nats;
 mod security_tls;
 mod sms;
+mod storage_faults;
 mod voice;
 mod voice_projections;
 mod writer;

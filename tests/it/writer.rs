@@ -16,7 +16,7 @@ async fn writers_take_turns_on_sqlite_and_share_the_pool_on_postgres() {
     let store = Database::connect(&database.url(), PoolSettings::default()).await.expect("connect");
     store.pool().execute("CREATE TABLE writes (n BIGINT NOT NULL)").await.expect("table");
 
-    let mut first = store.writer().begin().await.expect("first writer");
+    let mut first = store.begin_write().await.expect("first writer");
     sqlx::query("INSERT INTO writes (n) VALUES (1)").execute(&mut *first).await.expect("insert");
 
     // A query is answered while the batch is open, and does not see it yet.
@@ -36,7 +36,7 @@ async fn writers_take_turns_on_sqlite_and_share_the_pool_on_postgres() {
     let second = tokio::spawn({
         let store = store.clone();
         async move {
-            let mut second = store.writer().begin().await.expect("second writer");
+            let mut second = store.begin_write().await.expect("second writer");
             sqlx::query("INSERT INTO writes (n) VALUES (2)").execute(&mut *second).await.expect("insert");
             second.commit().await.expect("commit");
         }

@@ -37,7 +37,7 @@ pub async fn apply_in_batches<T, R>(
     while start < rows.len() {
         let size = (*sizes.next().unwrap_or(&1)).max(1);
         let end = (start + size).min(rows.len());
-        let mut transaction = database.writer().begin().await.expect("begin");
+        let mut transaction = database.begin_write().await.expect("begin");
         changed.extend(write(&mut transaction, &rows[start..end]).await.expect("write"));
         transaction.commit().await.expect("commit");
         start = end;

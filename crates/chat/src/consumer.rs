@@ -71,7 +71,7 @@ impl Projection for ChatProjection {
                 Item::OptOut(row) => optout_rows.push(row),
             }
         }
-        let mut transaction = self.database.writer().begin().await.map_err(classify_error)?;
+        let mut transaction = self.database.begin_write().await.map_err(classify_error)?;
         let changed_outbound =
             store::write_statuses(&mut transaction, &statuses).await.map_err(classify_error)?;
         let changed_inbound =

@@ -33,7 +33,7 @@ impl Projection for ContactsProjection {
     }
 
     async fn apply(&self, items: &[ContactRow]) -> Result<(), ApplyError> {
-        let mut transaction = self.database.writer().begin().await.map_err(classify_error)?;
+        let mut transaction = self.database.begin_write().await.map_err(classify_error)?;
         let changed = store::write_versions(&mut transaction, items).await.map_err(classify_error)?;
         transaction.commit().await.map_err(classify_error)?;
         self.changes

@@ -38,7 +38,7 @@ impl Projection for InteractProjection {
     }
 
     async fn apply(&self, items: &[MessageRow]) -> Result<(), ApplyError> {
-        let mut transaction = self.database.writer().begin().await.map_err(classify_error)?;
+        let mut transaction = self.database.begin_write().await.map_err(classify_error)?;
         let changed = store::write_messages(&mut transaction, items).await.map_err(classify_error)?;
         transaction.commit().await.map_err(classify_error)?;
         self.changes

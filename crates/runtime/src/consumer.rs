@@ -17,8 +17,8 @@
 //!   after the consumer was deleted or the server lost it.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
@@ -110,10 +110,15 @@ pub trait Projection: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), ApplyError>> + Send + 'a;
 }
 
-/// Whether a consumer loop currently has a working message stream; read by readiness.
+/// Whether a consumer loop can do its job, read by readiness: it has a working message stream, and
+/// its last batch was not refused by an unavailable store (a full disk, a read-only or unreachable
+/// database). While the store is unavailable the consumer acknowledges nothing and the process is
+/// not ready; the first batch written clears it.
 #[derive(Debug, Clone, Default)]
 pub struct ConsumerHealth {
     running: Arc<AtomicBool>,
+    /// Why the store refused the last batch, while it does.
+    store_unavailable: Arc<Mutex<Option<String>>>,
 }
 
 impl ConsumerHealth {
@@ -121,8 +126,27 @@ impl ConsumerHealth {
         self.running.load(Ordering::SeqCst)
     }
 
+    /// `Ok` when the consumer is consuming and its store takes its batches; otherwise what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.is_running() {
+            return Err("not consuming".to_owned());
+        }
+        match &*self.store_unavailable.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(reason) => Err(format!("cannot write its batches, retrying: {reason}")),
+            None => Ok(()),
+        }
+    }
+
     fn set_running(&self, running: bool) {
         self.running.store(running, Ordering::SeqCst);
+    }
+
+    /// Records the outcome of writing a batch; returns whether the store's state changed.
+    fn set_store_unavailable(&self, reason: Option<&str>) -> bool {
+        let mut current = self.store_unavailable.lock().unwrap_or_else(PoisonError::into_inner);
+        let changed = current.is_some() != reason.is_some();
+        *current = reason.map(str::to_owned);
+        changed
     }
 }
 
@@ -237,7 +261,9 @@ impl<P: Projection> ConsumerLoop<P> {
                         finish(writing.take()).await;
                         if let Some(decoded) = decoded {
                             let this = Arc::clone(self);
-                            *writing = Some(tokio::spawn(async move { this.write(decoded).await }));
+                            let shutdown = shutdown.clone();
+                            *writing =
+                                Some(tokio::spawn(async move { this.write(decoded, &shutdown).await }));
                         }
                     }
                 }
@@ -288,9 +314,15 @@ impl<P: Projection> ConsumerLoop<P> {
     }
 
     /// Applies a decoded batch and acknowledges its messages.
-    async fn write(&self, Decoded { started, accepted, items }: Decoded<P::Item>) {
+    async fn write(
+        &self,
+        Decoded { started, accepted, items }: Decoded<P::Item>,
+        shutdown: &CancellationToken,
+    ) {
         let consumer = self.spec.durable_name.clone();
-        match self.apply_bounded(&items).await {
+        let outcome = self.apply_bounded(&items).await;
+        self.record_store_state(&outcome);
+        match outcome {
             Ok(()) => {
                 for (message, _) in &accepted {
                     acknowledge(message, AckKind::Ack).await;
@@ -300,11 +332,19 @@ impl<P: Projection> ConsumerLoop<P> {
             }
             Err(ApplyError::Unavailable(reason)) => {
                 tracing::warn!(consumer = %consumer, events = accepted.len(), %reason, "store unavailable; batch will be retried");
+                let mut most_deliveries = 1;
                 for (message, delivery) in &accepted {
                     acknowledge(message, AckKind::Nak(Some(self.backoff(delivery.delivered)))).await;
+                    most_deliveries = most_deliveries.max(delivery.delivered);
                 }
                 metrics::counter!("switchboard_consumer_events_total", "consumer" => consumer.clone(), "outcome" => "retried")
                     .increment(accepted.len() as u64);
+                // The next batch is not tried at once: it would most likely fail the same way, and
+                // the backlog would be fetched, tried and handed back as fast as the store refuses
+                // it. A quarter of the ack wait at most, so the next batch (already fetched) is
+                // still written well before the server would redeliver it.
+                let pause = self.backoff(most_deliveries).min(self.settings.ack_wait / 4);
+                sleep_or_shutdown(pause, shutdown).await;
             }
             Err(ApplyError::Failed(reason)) => {
                 tracing::warn!(consumer = %consumer, events = accepted.len(), %reason, "batch failed; applying its events one by one");
@@ -321,7 +361,9 @@ impl<P: Projection> ConsumerLoop<P> {
 
     async fn apply_alone(&self, message: &jetstream::Message, delivery: &Delivery, item: &P::Item) {
         let consumer = self.spec.durable_name.clone();
-        match self.apply_bounded(std::slice::from_ref(item)).await {
+        let outcome = self.apply_bounded(std::slice::from_ref(item)).await;
+        self.record_store_state(&outcome);
+        match outcome {
             Ok(()) => {
                 acknowledge(message, AckKind::Ack).await;
                 metrics::counter!("switchboard_consumer_events_total", "consumer" => consumer, "outcome" => "applied")
@@ -349,6 +391,30 @@ impl<P: Projection> ConsumerLoop<P> {
                     .increment(1);
             }
         }
+    }
+
+    /// Keeps readiness and the `switchboard_consumer_store_unavailable` gauge in step with the
+    /// store: unavailable from a batch it refused as unavailable until a batch is written.
+    fn record_store_state(&self, outcome: &Result<(), ApplyError>) {
+        let consumer = &self.spec.durable_name;
+        let reason = match outcome {
+            Err(ApplyError::Unavailable(reason)) => Some(reason.as_str()),
+            Ok(()) => None,
+            // A batch that failed because of its rows says nothing about the store.
+            Err(ApplyError::Failed(_)) => return,
+        };
+        if self.health.set_store_unavailable(reason) {
+            match reason {
+                Some(reason) => tracing::error!(
+                    consumer = %consumer,
+                    %reason,
+                    "store unavailable: acknowledging nothing and retrying until it takes writes again"
+                ),
+                None => tracing::info!(consumer = %consumer, "store available again; consuming"),
+            }
+        }
+        metrics::gauge!("switchboard_consumer_store_unavailable", "consumer" => consumer.clone())
+            .set(if reason.is_some() { 1.0 } else { 0.0 });
     }
 
     /// Applies with a deadline well inside the ack wait, so the server never redelivers a batch that

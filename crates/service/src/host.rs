@@ -95,9 +95,8 @@ impl ServiceHost {
         let probe = health.clone();
         let name = durable_name.to_owned();
         platform.readiness.add_check(format!("consumer:{durable_name}"), move || {
-            let running = probe.is_running();
-            let name = name.clone();
-            async move { if running { Ok(()) } else { Err(format!("consumer {name} is not consuming")) } }
+            let state = probe.check().map_err(|problem| format!("consumer {name}: {problem}"));
+            async move { state }
         });
         let consumer = ConsumerLoop {
             jetstream: platform.jetstream.clone(),

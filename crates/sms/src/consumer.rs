@@ -57,7 +57,7 @@ impl Projection for SmsProjection {
                 Item::OptOut(row) => optout_rows.push(row),
             }
         }
-        let mut transaction = self.database.writer().begin().await.map_err(classify_error)?;
+        let mut transaction = self.database.begin_write().await.map_err(classify_error)?;
         let changed_messages =
             store::write_reports(&mut transaction, &reports).await.map_err(classify_error)?;
         let changed_optouts = optouts::store(&mut transaction, &optout_rows).await.map_err(classify_error)?;

@@ -4,9 +4,11 @@ use std::path::Path;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use sqlx::AnyPool;
-use sqlx::Executor;
+use std::ops::{Deref, DerefMut};
+
 use sqlx::any::AnyPoolOptions;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Executor, TransactionManager};
 use switchboard_runtime::Secret;
 use switchboard_runtime::tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -140,10 +142,20 @@ impl Database {
         &self.pool
     }
 
-    /// The pool for writing batches (consumers, retention). On SQLite it holds a single connection:
-    /// SQLite lets one connection write at a time anyway, and a connection's page cache is emptied
-    /// whenever another connection has written since its last transaction. With writers taking turns
-    /// over a pool, every batch began with a cold cache and read its index pages back from the WAL
+    /// Begins a transaction for writing a batch, on a connection of [`Database::writer`]. See
+    /// [`WriteTransaction`]: its connection is reused only after a commit that succeeded.
+    pub async fn begin_write(&self) -> Result<WriteTransaction, sqlx::Error> {
+        let connection = self.writer.acquire().await?;
+        let mut transaction = WriteTransaction { connection, committed: false };
+        <Any as sqlx::Database>::TransactionManager::begin(&mut transaction.connection, None).await?;
+        Ok(transaction)
+    }
+
+    /// The pool for writing batches (consumers, retention); batches are written through
+    /// [`Database::begin_write`], never through `writer().begin()`. On SQLite it holds a single
+    /// connection: SQLite lets one connection write at a time anyway, and a connection's page cache
+    /// is emptied whenever another connection has written since its last transaction. With writers
+    /// taking turns over a pool, every batch began with a cold cache and read its index pages back from the WAL
     /// (and a writer waiting for the lock sleeps in SQLite's busy handler; waiting for the
     /// connection wakes it as soon as the last batch commits). On PostgreSQL, the same pool as
     /// [`Database::pool`].
@@ -164,6 +176,59 @@ impl Database {
     pub async fn close(&self) {
         self.writer.close().await;
         self.pool.close().await;
+    }
+}
+
+/// A transaction for writing, begun by [`Database::begin_write`]; statements run on it through
+/// `Deref<Target = AnyConnection>`.
+///
+/// Its connection goes back to the pool only after [`WriteTransaction::commit`] succeeded. After any
+/// failure (of `BEGIN`, a statement or `COMMIT`), or when it is dropped uncommitted (a timeout, a
+/// panic, an error returned early), the connection is closed instead, which ends whatever the
+/// server still holds of the transaction. A connection that saw a failed transaction is never used
+/// again: when `COMMIT` fails with SQLite's "database or disk is full" (or an I/O error) in WAL
+/// mode, SQLite has already rolled the transaction back by itself, but sqlx still counts it as
+/// open; on that connection every later `BEGIN` would become a `SAVEPOINT` of a transaction that
+/// no longer exists, every later `COMMIT` a `RELEASE` that succeeds, and the batches written that
+/// way would be acknowledged and lost with the connection.
+#[derive(Debug)]
+pub struct WriteTransaction {
+    connection: PoolConnection<Any>,
+    committed: bool,
+}
+
+impl WriteTransaction {
+    /// Commits. On an error the transaction is not committed (whatever the database did with it)
+    /// and the connection is closed.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        <Any as sqlx::Database>::TransactionManager::commit(&mut self.connection).await?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Deref for WriteTransaction {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.connection
+    }
+}
+
+impl DerefMut for WriteTransaction {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.connection
+    }
+}
+
+impl Drop for WriteTransaction {
+    fn drop(&mut self) {
+        if !self.committed {
+            // Closing ends the transaction on the server (SQLite rolls back what a closed
+            // connection left open; PostgreSQL aborts it) without trusting the client's idea of
+            // where the connection stands. The pool opens a new connection when one is needed.
+            self.connection.close_on_drop();
+        }
     }
 }
 

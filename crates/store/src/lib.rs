@@ -19,8 +19,8 @@ mod error;
 mod migrate;
 mod sql;
 
-pub use database::{Backend, Database, PoolSettings};
-pub use error::{StoreError, classify};
+pub use database::{Backend, Database, PoolSettings, WriteTransaction};
+pub use error::{StoreError, classify, is_unavailable};
 pub use migrate::MigrationFiles;
 pub use sql::{
     BatchWinner, BoundQuery, Conditions, CurrentRow, MICROS_PER_DAY, Placeholders, STATEMENT_ROWS, Value,

@@ -61,7 +61,7 @@ impl Projection for VoiceProjection {
                 Item::OptOut(row) => optout_rows.push(row),
             }
         }
-        let mut transaction = self.database.writer().begin().await.map_err(classify_error)?;
+        let mut transaction = self.database.begin_write().await.map_err(classify_error)?;
         let changed_calls = store::write_calls(&mut transaction, &calls).await.map_err(classify_error)?;
         let changed_optouts = optouts::store(&mut transaction, &optout_rows).await.map_err(classify_error)?;
         transaction.commit().await.map_err(classify_error)?;
