@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import tomllib
 
 from manifests import (
@@ -38,11 +39,34 @@ def check_pods(rendering: Rendering) -> list[str]:
     config = switchboard_config(rendering)
     shutdown = shutdown_seconds(config)
     for pod in rendering.pod_templates():
-        problems += [f"{rendering.overlay}: {pod.where}: {problem}" for problem in pod_problems(pod, shutdown)]
+        problems += [f"{rendering.overlay}: {pod.where}: {problem}" for problem in pod_problems(pod, shutdown, config)]
     return problems
 
 
-def pod_problems(pod: PodTemplate, shutdown: float) -> list[str]:
+def effective_config(config: dict, container: dict) -> dict:
+    """The container's configuration: the mounted file, then its SWITCHBOARD_A__B environment
+    overrides (values as TOML scalars when they parse as such, else strings)."""
+    effective = copy.deepcopy(config)
+    for variable in container.get("env", []):
+        name = variable.get("name", "")
+        if not name.startswith("SWITCHBOARD_") or name == "SWITCHBOARD_CONFIG" or "value" not in variable:
+            continue
+        path = name[len("SWITCHBOARD_"):].lower().split("__")
+        try:
+            value = tomllib.loads(f"v = {variable['value']}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = variable["value"]
+        section = effective
+        for key in path[:-1]:
+            section = section.setdefault(key, {})
+            if not isinstance(section, dict):
+                break
+        else:
+            section[path[-1]] = value
+    return effective
+
+
+def pod_problems(pod: PodTemplate, shutdown: float, config: dict | None = None) -> list[str]:
     problems = []
     spec = pod.spec
     pod_security = spec.get("securityContext", {})
@@ -64,6 +88,54 @@ def pod_problems(pod: PodTemplate, shutdown: float) -> list[str]:
         problems += [f"{name}: {problem}" for problem in container_problems(container, pod_security)]
         if pod.kind not in BATCH_KINDS and container in spec.get("containers", []):
             problems += [f"{name}: {problem}" for problem in probe_problems(pod, container)]
+        if pod.is_switchboard and config is not None:
+            effective = effective_config(config, container)
+            problems += [f"{name}: {problem}" for problem in unanswerable_probes(pod, container, effective)]
+    return problems
+
+
+PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
+
+
+def unanswerable_probes(pod: PodTemplate, container: dict, config: dict) -> list[str]:
+    """Probes the container cannot answer with the configuration it mounts, as the kubelet sends
+    them: gRPC health checks in plaintext with no metadata (so no token and no TLS), HTTP GETs
+    without credentials, TCP connects to a port."""
+    problems = []
+    ports = pod.container_ports()
+    declared = set(ports.values())
+    grpc = config.get("grpc", {})
+    auth = grpc.get("auth", {})
+    for probe_name in PROBES:
+        probe = container.get(probe_name)
+        if probe is None:
+            continue
+        if "exec" in probe:
+            problems.append(f"{probe_name}: the image has no shell or tools to exec; probe over the network")
+            continue
+        for kind in ("grpc", "httpGet", "tcpSocket"):
+            if kind not in probe:
+                continue
+            port = probe[kind].get("port")
+            port = ports.get(port, port)
+            if port not in declared:
+                problems.append(f"{probe_name}: port {probe[kind].get('port')} is not a port of the container")
+            if kind == "grpc":
+                if port != GRPC_PORT or pod.component not in SERVICES:
+                    problems.append(f"{probe_name}: only the services serve gRPC health, on {GRPC_PORT}")
+                if grpc.get("tls", {}).get("enabled", False):
+                    problems.append(f"{probe_name}: the kubelet's gRPC probe has no TLS, and grpc.tls is on")
+                if auth.get("enabled", False) and not auth.get("health_without_token", False):
+                    problems.append(
+                        f"{probe_name}: the kubelet's gRPC probe sends no token, and grpc.auth is on "
+                        "without health_without_token: every probe would answer UNAUTHENTICATED"
+                    )
+            if kind == "httpGet":
+                path = probe[kind].get("path", "/")
+                if port != ADMIN_PORT or path not in ("/healthz", "/readyz"):
+                    problems.append(f"{probe_name}: HTTP probes answer only on the admin port, /healthz or /readyz")
+                if probe[kind].get("scheme", "HTTP") != "HTTP":
+                    problems.append(f"{probe_name}: the admin port speaks plain HTTP")
     return problems
 
 
