@@ -387,3 +387,27 @@ async fn a_report_the_service_cannot_decode_is_dead_lettered_with_its_reason() {
     message_when(&system, "after-poison:1", |_| true).await;
     system.stop().await.expect("clean stop");
 }
+
+/// `nats.url` lists a cluster's servers with commas: a component connects through the list, even
+/// when the first server named is down.
+#[tokio::test]
+async fn components_connect_through_a_comma_separated_list_of_servers() {
+    let nats = switchboard_tests::NatsServer::start().expect("nats-server starts");
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let down = format!("nats://127.0.0.1:{}", unused.local_addr().expect("address").port());
+    drop(unused);
+    let system = TestSystem::builder()
+        .components(&[
+            switchboard::Component::Gateway,
+            switchboard::Component::Service(switchboard_events::Product::Sms),
+        ])
+        .nats(format!("{down}, {}", nats.url()))
+        .start()
+        .await
+        .expect("starts with a list of servers");
+    let body = report("comma-list:1", "919000000001", "DELIVRD", "2021-04-09 16:27:51");
+    system.post_ok("sms:message:status", body).await;
+    let message = message_when(&system, "comma-list:1", |message| message.status == "DELIVRD").await;
+    assert_eq!(message.mobile, "919000000001");
+    system.stop().await.expect("stops");
+}

@@ -596,6 +596,8 @@ impl Config {
         }
         if self.nats.url.trim().is_empty() {
             problems.push("nats.url: must name at least one server".to_owned());
+        } else if let Err(problem) = crate::nats::server_addresses(&self.nats.url) {
+            problems.push(format!("nats.url: {problem}"));
         }
         for (key, stream) in
             [("nats.stream", &self.nats.stream), ("nats.dead_letter_stream", &self.nats.dead_letter_stream)]

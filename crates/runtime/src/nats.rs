@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
-use async_nats::{Client, ConnectOptions};
+use async_nats::{Client, ConnectOptions, ServerAddr};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +23,8 @@ pub enum NatsError {
     },
     #[error("invalid NATS credentials configuration: {0}")]
     Credentials(String),
+    #[error("nats.url: {0}")]
+    Url(String),
     #[error("stopped before NATS was reachable")]
     Stopped,
     #[error("cannot provision stream {stream}: {message}")]
@@ -116,6 +118,22 @@ fn event_name(event: &async_nats::Event) -> &'static str {
     }
 }
 
+/// The servers of `nats.url`: one URL, or several separated by commas (a cluster's servers; the
+/// client connects to one and fails over to the others). Errors never show a URL's credentials.
+pub fn server_addresses(urls: &str) -> Result<Vec<ServerAddr>, String> {
+    let mut addresses = Vec::new();
+    for url in urls.split(',').map(str::trim) {
+        if url.is_empty() {
+            return Err(format!("an empty server in {:?}", redacted_url(urls)));
+        }
+        let address: ServerAddr = url.parse().map_err(|error: std::io::Error| {
+            format!("{:?} is not a server URL: {error}", redacted_url(url))
+        })?;
+        addresses.push(address);
+    }
+    Ok(addresses)
+}
+
 /// Connects, retrying with back-off until connected or `shutdown` is cancelled. Each failure is
 /// logged, so a component waiting for NATS says why.
 pub async fn connect(
@@ -123,10 +141,11 @@ pub async fn connect(
     component: &str,
     shutdown: &CancellationToken,
 ) -> Result<Client, NatsError> {
+    let addresses = server_addresses(&config.url).map_err(NatsError::Url)?;
     let mut delay = Duration::from_millis(250);
     loop {
         let options = connect_options(config, component).await?;
-        match options.connect(config.url.as_str()).await {
+        match options.connect(addresses.as_slice()).await {
             Ok(client) => return Ok(client),
             Err(error) => {
                 tracing::warn!(url = %redacted_url(&config.url), error = %error, retry_in = ?delay, "cannot reach nats");
@@ -142,9 +161,10 @@ pub async fn connect(
 
 /// Connects once, without retrying: for tools that must fail fast.
 pub async fn connect_once(config: &NatsConfig, component: &str) -> Result<Client, NatsError> {
+    let addresses = server_addresses(&config.url).map_err(NatsError::Url)?;
     let options = connect_options(config, component).await?;
     options
-        .connect(config.url.as_str())
+        .connect(addresses.as_slice())
         .await
         .map_err(|source| NatsError::Connect { url: redacted_url(&config.url), source })
 }
@@ -366,6 +386,19 @@ mod tests {
             redacted_url("nats://gateway:hunter2@nats-0:4222,tls://tok@nats-1:4222,nats://nats-2:4222"),
             "nats://<redacted>@nats-0:4222,tls://<redacted>@nats-1:4222,nats://nats-2:4222"
         );
+    }
+
+    #[test]
+    fn a_cluster_is_listed_with_commas() {
+        let addresses =
+            server_addresses("nats://a:4222, nats://u:p@b:4223,tls://c:4224").expect("three servers");
+        assert_eq!(addresses.len(), 3);
+        assert_eq!(addresses[1].port(), 4223);
+        assert!(server_addresses("nats://a:4222").is_ok());
+        let error = server_addresses("nats://a:4222,").expect_err("an empty entry");
+        assert!(error.contains("empty"), "{error}");
+        let error = server_addresses("nats://user:hunter2@a:notaport").expect_err("a bad port");
+        assert!(!error.contains("hunter2"), "{error}");
     }
 
     #[test]
