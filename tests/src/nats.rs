@@ -116,13 +116,22 @@ impl Drop for NatsServer {
     }
 }
 
+/// The `nats-server` binary the tests run: `SB_NATS_SERVER` when set (scripts/test sets it to the
+/// version the Kubernetes manifests pin), else the one on the `PATH`.
+pub fn binary() -> String {
+    std::env::var("SB_NATS_SERVER")
+        .ok()
+        .filter(|path| !path.is_empty())
+        .unwrap_or_else(|| "nats-server".to_owned())
+}
+
 fn spawn(
     directory: &Path,
     port: &str,
     ports_dir: Option<&Path>,
     extra: Option<&ExtraConfig>,
 ) -> anyhow::Result<Child> {
-    let mut command = Command::new("nats-server");
+    let mut command = Command::new(binary());
     if let Some(extra) = extra {
         // Command-line flags override the file, so address, port and storage stay ours.
         command.arg("-c").arg(&extra.file);
