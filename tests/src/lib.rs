@@ -18,7 +18,7 @@ mod system;
 pub mod workload;
 
 pub use database::{TestBackend, TestDatabase, postgres_admin_url};
-pub use nats::NatsServer;
+pub use nats::{NatsCluster, NatsServer, server_version as nats_server_version};
 pub use postgres::PostgresServer;
 pub use system::{TEST_TOKEN, TestSystem, TestSystemBuilder, fixture, fixture_path, wait_until};
 

@@ -118,11 +118,23 @@ impl Drop for NatsServer {
 
 /// The `nats-server` binary the tests run: `SB_NATS_SERVER` when set (scripts/test sets it to the
 /// version the Kubernetes manifests pin), else the one on the `PATH`.
-pub fn binary() -> String {
+pub(crate) fn binary() -> String {
     std::env::var("SB_NATS_SERVER")
         .ok()
         .filter(|path| !path.is_empty())
         .unwrap_or_else(|| "nats-server".to_owned())
+}
+
+/// The version of the `nats-server` the tests run, e.g. `(2, 11, 9)`.
+pub fn server_version() -> anyhow::Result<(u32, u32, u32)> {
+    let output = Command::new(binary()).arg("--version").output().context("cannot run nats-server")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = text.trim().rsplit('v').next().unwrap_or_default();
+    let mut parts = version.split('.').map(|part| part.parse::<u32>());
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor)), Some(Ok(patch))) => Ok((major, minor, patch)),
+        _ => anyhow::bail!("cannot read a version in {text:?}"),
+    }
 }
 
 fn spawn(
@@ -173,4 +185,158 @@ fn read_port(ports_dir: &Path, pid: u32) -> anyhow::Result<u16> {
         std::thread::sleep(Duration::from_millis(20));
     }
     anyhow::bail!("nats-server did not report its port")
+}
+
+/// Three (or more) `nats-server` processes routed into one JetStream cluster on 127.0.0.1, each with
+/// its own client port, cluster port and store directory, as the production StatefulSet runs them.
+/// Each can be killed, stopped gracefully and started again on the same ports with the same store.
+#[derive(Debug)]
+pub struct NatsCluster {
+    nodes: Vec<ClusterNode>,
+    _directory: tempfile::TempDir,
+}
+
+#[derive(Debug)]
+struct ClusterNode {
+    name: String,
+    port: u16,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl NatsCluster {
+    /// Starts `size` servers named `n0`, `n1`, … and waits until JetStream answers through them.
+    pub fn start(size: usize) -> anyhow::Result<NatsCluster> {
+        let directory = tempfile::Builder::new().prefix("switchboard-nats-cluster-").tempdir()?;
+        let ports: Vec<(u16, u16)> =
+            (0..size).map(|_| Ok((free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
+        let routes: Vec<String> =
+            ports.iter().map(|(_, cluster_port)| format!("nats://127.0.0.1:{cluster_port}")).collect();
+        let mut nodes = Vec::with_capacity(size);
+        for (index, (port, cluster_port)) in ports.iter().enumerate() {
+            let name = format!("n{index}");
+            let store = directory.path().join(&name);
+            std::fs::create_dir_all(&store)?;
+            let config = directory.path().join(format!("{name}.conf"));
+            std::fs::write(
+                &config,
+                format!(
+                    "server_name: {name}\nlisten: \"127.0.0.1:{port}\"\n\
+                     jetstream {{ store_dir: \"{store}\" }}\n\
+                     cluster {{\n  name: switchboard\n  listen: \"127.0.0.1:{cluster_port}\"\n  \
+                     no_advertise: true\n  routes: [{routes}]\n}}\n",
+                    store = store.display(),
+                    routes = routes.iter().map(|route| format!("\"{route}\"")).collect::<Vec<_>>().join(", "),
+                ),
+            )?;
+            let log = directory.path().join(format!("{name}.log"));
+            nodes.push(ClusterNode { name, port: *port, config, log, child: None });
+        }
+        let mut cluster = NatsCluster { nodes, _directory: directory };
+        for index in 0..size {
+            cluster.start_node(index)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Every server's URL, comma-separated, as `nats.url` lists a cluster.
+    pub fn urls(&self) -> String {
+        self.nodes.iter().map(|node| format!("nats://127.0.0.1:{}", node.port)).collect::<Vec<_>>().join(",")
+    }
+
+    /// The index of the server called `name` (`n0`, …), as JetStream names a stream's leader.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|node| node.name == name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// SIGKILL: a crash of that server.
+    pub fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.nodes[index].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and waits for the server to exit, as Kubernetes stops a pod.
+    pub fn stop(&mut self, index: usize) -> anyhow::Result<()> {
+        if let Some(mut child) = self.nodes[index].child.take() {
+            let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+            anyhow::ensure!(status.success(), "kill -TERM failed");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while child.try_wait()?.is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    anyhow::bail!("{} did not stop within 30 s of SIGTERM", self.nodes[index].name);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a stopped or killed server again on the same ports with the same store.
+    pub fn start_node(&mut self, index: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[index];
+        anyhow::ensure!(node.child.is_none(), "{} is running", node.name);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let child = Command::new(binary())
+                .arg("-c")
+                .arg(&node.config)
+                .arg("-l")
+                .arg(&node.log)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("cannot start nats-server")?;
+            node.child = Some(child);
+            let accepting = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < accepting {
+                if std::net::TcpStream::connect(("127.0.0.1", node.port)).is_ok() {
+                    return Ok(());
+                }
+                if let Some(child) = node.child.as_mut()
+                    && child.try_wait()?.is_some()
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // The previous process may still hold a port for a moment.
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{} did not start; log: {}",
+                node.name,
+                node.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for index in 0..self.nodes.len() {
+            self.kill(index);
+        }
+    }
+}
+
+/// A port that was free a moment ago (for servers that must be told their ports up front).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage};
-use async_nats::{HeaderMap, HeaderName};
+use async_nats::{HeaderMap, HeaderName, Subject};
 use bytes::Bytes;
 use metrics::Histogram;
 use switchboard_events::{EventKind, Subjects, headers};
@@ -50,6 +50,11 @@ const REQUEST_ID: HeaderName = HeaderName::from_static(headers::REQUEST_ID);
 const NORMALIZED: HeaderName = HeaderName::from_static(headers::NORMALIZED);
 const TRACEPARENT: HeaderName = HeaderName::from_static(headers::TRACEPARENT);
 
+/// Pauses between attempts at a refused publish: a JetStream stream elects a new leader within a
+/// few seconds of losing one, and the provider waits 3 s for an answer.
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(25);
+const LAST_RETRY_PAUSE: Duration = Duration::from_millis(250);
+
 #[derive(Debug, Clone)]
 pub struct Publisher {
     jetstream: jetstream::Context,
@@ -76,36 +81,51 @@ impl Publisher {
         meta: &RequestMeta,
     ) -> Result<Stored, PublishError> {
         let outgoing = event.payload();
-        let subject = self.subjects.event(outgoing.kind);
-        let mut header_map = HeaderMap::new();
-        let message_id = headers::message_id(outgoing.kind.as_str(), &outgoing.body);
-        header_map.insert(EVENT, outgoing.kind.as_str());
-        header_map.insert(SOURCE, event.source());
-        header_map.insert(RECEIVED_AT, meta.received_at.as_str());
-        header_map.insert(REQUEST_ID, meta.request_id.as_str());
-        if let Some(normalized) = outgoing.normalized {
-            header_map.insert(NORMALIZED, normalized);
-        }
-        if let Some(traceparent) = &meta.traceparent {
-            header_map.insert(TRACEPARENT, traceparent.as_str());
-        }
-        let publish =
-            PublishMessage::build().payload(outgoing.body.clone()).headers(header_map).message_id(message_id);
+        let subject: Subject = self.subjects.event(outgoing.kind).into();
+        // Built again for a retry only: the first attempt costs what a single publish does.
+        let message = || {
+            let mut header_map = HeaderMap::new();
+            let message_id = headers::message_id(outgoing.kind.as_str(), &outgoing.body);
+            header_map.insert(EVENT, outgoing.kind.as_str());
+            header_map.insert(SOURCE, event.source());
+            header_map.insert(RECEIVED_AT, meta.received_at.as_str());
+            header_map.insert(REQUEST_ID, meta.request_id.as_str());
+            if let Some(normalized) = outgoing.normalized {
+                header_map.insert(NORMALIZED, normalized);
+            }
+            if let Some(traceparent) = &meta.traceparent {
+                header_map.insert(TRACEPARENT, traceparent.as_str());
+            }
+            PublishMessage::build().payload(outgoing.body.clone()).headers(header_map).message_id(message_id)
+        };
         let started = Instant::now();
-        let outcome = tokio::time::timeout(self.timeout, async {
-            let ack_future = self
-                .jetstream
-                .send_publish(subject, publish)
-                .await
-                .map_err(|error| PublishError::Refused(error.to_string()))?;
-            ack_future.await.map_err(|error| PublishError::Refused(error.to_string()))
-        })
-        .await;
+        let deadline = tokio::time::Instant::from_std(started) + self.timeout;
+        let mut pause = FIRST_RETRY_PAUSE;
+        let outcome = loop {
+            let attempt = tokio::time::timeout_at(deadline, async {
+                let ack_future = self
+                    .jetstream
+                    .send_publish(subject.clone(), message())
+                    .await
+                    .map_err(|error| PublishError::Refused(error.to_string()))?;
+                ack_future.await.map_err(|error| PublishError::Refused(error.to_string()))
+            })
+            .await;
+            match attempt {
+                Ok(Ok(ack)) => break Ok(Stored { sequence: ack.sequence, duplicate: ack.duplicate }),
+                // A refusal is most often a moment without a stream leader (a server restarting,
+                // an election): try again with the same message id, which JetStream stores at
+                // most once, while the deadline allows.
+                Ok(Err(error)) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::debug!(%error, retry_in = ?pause, "publish refused; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(LAST_RETRY_PAUSE);
+                }
+                Ok(Err(error)) => break Err(error),
+                Err(_) => break Err(PublishError::Timeout(self.timeout)),
+            }
+        };
         self.ack_seconds.record(started.elapsed().as_secs_f64());
-        match outcome {
-            Ok(Ok(ack)) => Ok(Stored { sequence: ack.sequence, duplicate: ack.duplicate }),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(PublishError::Timeout(self.timeout)),
-        }
+        outcome
     }
 }

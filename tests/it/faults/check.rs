@@ -33,6 +33,8 @@ pub(crate) struct Summary {
     pub(crate) attempts: usize,
     /// Attempts answered with something other than a 2xx (or not at all): retried later.
     pub(crate) refused: usize,
+    /// The slowest attempt the provider made, answered or not.
+    pub(crate) worst_latency: Duration,
     /// Deliveries that got a 2xx.
     pub(crate) accepted: usize,
     /// Distinct events among the accepted deliveries.
@@ -50,11 +52,12 @@ pub(crate) struct Summary {
 impl Summary {
     pub(crate) fn print(&self) {
         eprintln!(
-            "{:<28} {:>5} {:>8} {:>7} {:>5} {:>8} {:>6} {:>9} {:>10} {:>4}\n{:<28} {:>5} {:>8} {:>7} {:>5} {:>8} {:>6} {:>9} {:>10} {:>4}",
+            "{:<28} {:>5} {:>8} {:>7} {:>8} {:>5} {:>8} {:>6} {:>9} {:>10} {:>4}\n{:<28} {:>5} {:>8} {:>7} {:>8} {:>5} {:>8} {:>6} {:>9} {:>10} {:>4}",
             "scenario",
             "sent",
             "attempts",
             "non-2xx",
+            "worst ms",
             "2xx",
             "distinct",
             "stored",
@@ -65,6 +68,7 @@ impl Summary {
             self.sent,
             self.attempts,
             self.refused,
+            self.worst_latency.as_millis(),
             self.accepted,
             self.distinct,
             self.stored,
@@ -180,6 +184,9 @@ pub(crate) async fn verify(
         sent: finished.planned.len(),
         attempts: counters.attempts.load(std::sync::atomic::Ordering::Relaxed),
         refused: counters.refused.load(std::sync::atomic::Ordering::Relaxed),
+        worst_latency: Duration::from_micros(
+            counters.worst_latency_micros.load(std::sync::atomic::Ordering::Relaxed),
+        ),
         ..Summary::default()
     };
     // Distinct accepted events, with every sequence the gateway answered for each.

@@ -2,7 +2,7 @@
 //! with duplicates and out of order, each retried later until it gets a 2xx.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -124,6 +124,8 @@ pub(crate) struct Counters {
     pub(crate) attempts: AtomicUsize,
     pub(crate) refused: AtomicUsize,
     pub(crate) accepted: AtomicUsize,
+    /// The slowest attempt, answered or not (microseconds).
+    pub(crate) worst_latency_micros: AtomicU64,
 }
 
 /// A load in progress: `workers` senders share a queue of deliveries; a delivery that does not get a
@@ -173,7 +175,11 @@ impl Load {
                         delivery.kind.as_str()
                     );
                     counters.attempts.fetch_add(1, Ordering::Relaxed);
-                    match send(&http, &url, &delivery.body).await {
+                    let attempt = Instant::now();
+                    let outcome = send(&http, &url, &delivery.body).await;
+                    let micros = u64::try_from(attempt.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    counters.worst_latency_micros.fetch_max(micros, Ordering::Relaxed);
+                    match outcome {
                         Some(receipt) => {
                             receipts.lock().expect("receipts lock")[index] = Some(receipt);
                             counters.accepted.fetch_add(1, Ordering::Relaxed);
