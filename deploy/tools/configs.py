@@ -59,7 +59,7 @@ def check_switchboard_configs(rendering: Rendering, switchboard: str | None) -> 
     for pod in rendering.pod_templates():
         if not pod.is_switchboard:
             continue
-        for container in pod.spec["containers"]:
+        for container in pod.spec.get("initContainers", []) + pod.spec["containers"]:
             with tempfile.TemporaryDirectory() as root:
                 environment = pod_environment(pod, container, rendering, Path(root))
                 # The pod's command (`gateway`, `sms`, …, `migrate`) decides which sections it reads.

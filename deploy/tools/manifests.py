@@ -85,6 +85,12 @@ class Rendering:
                 return document
         return None
 
+    def is_generated_name(self, name: str) -> bool:
+        """Whether `name` is a generated ConfigMap's or Secret's (it carries a content hash)."""
+        return re.fullmatch(r".+-[a-z0-9]{10}", name) is not None and any(
+            document["metadata"]["name"] == name for kind in ("ConfigMap", "Secret") for document in self.of_kind(kind)
+        )
+
     @property
     def namespace(self) -> str:
         namespaces = {document["metadata"].get("namespace") for document in self.documents}

@@ -142,7 +142,7 @@ def peers_of(rendering: Rendering) -> list[Peer]:
 def expected_matrix(rendering: Rendering) -> dict[tuple[str, int], set[str]]:
     """(destination, port) → the peers that may connect, and no others."""
     services = set(SERVICES)
-    database_clients = services | {"migrate"}
+    database_clients = set(services)
     if rendering.of_kind("Cluster"):
         # Instances replicate from each other; the operator checks them.
         database_clients |= {"postgres", "cnpg-operator"}

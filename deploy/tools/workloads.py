@@ -226,17 +226,25 @@ def check_components(rendering: Rendering) -> list[str]:
                 problems.append(f"{where}: the {component} service needs a Service on port {GRPC_PORT}")
             if f"SWITCHBOARD_{component.upper()}__DATABASE_URL" not in env:
                 problems.append(f"{where}: {pod.where} must be given its database URL")
-    migrations = [
-        pod for pod in rendering.pod_templates()
-        if pod.kind == "Job" and pod.spec["containers"][0].get("args", [])[:1] == ["migrate"]
-    ]
-    if len(migrations) != 1:
-        problems.append(f"{where}: expected one Job running `switchboard migrate`, found {len(migrations)}")
-    else:
-        env = {variable["name"] for variable in migrations[0].spec["containers"][0].get("env", [])}
-        for service in SERVICES:
-            if f"SWITCHBOARD_{service.upper()}__DATABASE_URL" not in env:
-                problems.append(f"{where}: the migrate Job needs the {service} database URL")
+    for pod in rendering.pod_templates():
+        if pod.component not in SERVICES or pod.kind != "Deployment":
+            continue
+        migrate = [c for c in pod.spec.get("initContainers", []) if c.get("args", [])[:1] == ["migrate"]]
+        if [c.get("args") for c in migrate] != [["migrate", pod.component]]:
+            problems.append(f"{where}: {pod.where} must migrate its database first (init container `migrate {pod.component}`)")
+            continue
+        env = {variable["name"] for variable in migrate[0].get("env", [])}
+        if f"SWITCHBOARD_{pod.component.upper()}__DATABASE_URL" not in env:
+            problems.append(f"{where}: {pod.where}: the migrate init container needs the database URL")
+    # A Job's pod template is immutable: one that mounts a generated ConfigMap or Secret (its name
+    # changes with its content) makes every `kubectl apply` after a configuration change fail.
+    for pod in rendering.pod_templates():
+        if pod.kind not in BATCH_KINDS:
+            continue
+        for volume in pod.spec.get("volumes", []):
+            name = (volume.get("configMap") or volume.get("secret") or {}).get("name") or (volume.get("secret") or {}).get("secretName")
+            if name and rendering.is_generated_name(name):
+                problems.append(f"{where}: {pod.where} mounts the generated {name}: re-applying after a change would fail")
     return problems
 
 
