@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import configs
 import monitoring
 import network
 import workloads
+import wiring
 from manifests import Rendering, render
 
 # The Kubernetes releases the manifests must be valid for: the oldest supported and a current one.
@@ -75,6 +77,7 @@ def manifest_checks(rendering: Rendering, repository: Path) -> list[str]:
     problems += workloads.check_components(rendering)
     problems += workloads.check_gateway_exposure(rendering)
     problems += workloads.check_configuration(rendering)
+    problems += wiring.check_wiring(rendering)
     problems += network.check_network(rendering)
     problems += configs.check_secrets(rendering, repository / "docs" / "deploy.md")
     problems += configs.check_postgres_cluster(rendering)
@@ -116,6 +119,10 @@ def mutations():
     def named(rendering, kind, name):
         return rendering.named(kind, name)
 
+    def edit_nats(rendering, edit):
+        config_map = rendering.generated("ConfigMap", "switchboard-nats-config")
+        config_map["data"]["nats.conf"] = edit(config_map["data"]["nats.conf"])
+
     def edit_config(rendering, old, new):
         config_map = rendering.generated("ConfigMap", "switchboard-config")
         text = config_map["data"]["switchboard.toml"]
@@ -134,6 +141,27 @@ def mutations():
         ("gRPC health left needing a token for the probes", "production",
          lambda r: [container(r, "chat").update(startupProbe={"grpc": {"port": 50051}}),
                     container(r, "chat")["env"].append({"name": "SWITCHBOARD_GRPC__AUTH__HEALTH_WITHOUT_TOKEN", "value": "false"})]),
+        ("no jetstream block in nats.conf", "production",
+         lambda r: edit_nats(r, lambda text: re.sub(r"jetstream \{[^}]*\}", "", text))),
+        ("JetStream on an emptyDir", "dev",
+         lambda r: [named(r, "StatefulSet", "switchboard-nats")["spec"].pop("volumeClaimTemplates"),
+                    named(r, "StatefulSet", "switchboard-nats")["spec"]["template"]["spec"]["volumes"].append({"name": "data", "emptyDir": {}})]),
+        ("max_file_store above the volume", "production",
+         lambda r: edit_nats(r, lambda text: re.sub(r"max_file_store: \S+", "max_file_store: 64GB", text))),
+        ("a production Ingress without TLS", "production",
+         lambda r: r.of_kind("Ingress")[0]["spec"].pop("tls")),
+        ("a Service selecting no pod", "production",
+         lambda r: named(r, "Service", "switchboard-sms")["spec"]["selector"].update({"app.kubernetes.io/component": "smss"})),
+        ("a Service targeting a port no pod opens", "dev",
+         lambda r: named(r, "Service", "switchboard-gateway")["spec"]["ports"][0].update(targetPort=8081)),
+        ("a PodDisruptionBudget selecting nothing", "production",
+         lambda r: r.of_kind("PodDisruptionBudget")[0]["spec"]["selector"]["matchLabels"].update({"app.kubernetes.io/component": "none"})),
+        ("a PodDisruptionBudget allowing no disruption", "production",
+         lambda r: r.of_kind("PodDisruptionBudget")[0]["spec"].update(maxUnavailable=0)),
+        ("a request above its limit", "production",
+         lambda r: container(r, "voice")["resources"]["requests"].update(memory="2Gi")),
+        ("a Deployment whose selector misses its pods", "dev",
+         lambda r: named(r, "Deployment", "switchboard-chat")["spec"]["selector"]["matchLabels"].update({"app.kubernetes.io/component": "chats"})),
         ("sms service with one replica", "production",
          lambda r: named(r, "Deployment", "switchboard-sms")["spec"].update(replicas=1)),
         ("gateway autoscaler down to one", "production",
