@@ -160,6 +160,8 @@ def referenced_secrets(rendering: Rendering) -> set[str]:
         names |= {tls["secretName"] for tls in ingress["spec"].get("tls", []) if "secretName" in tls}
     for cluster in rendering.of_kind("Cluster"):
         names |= {role["passwordSecret"]["name"] for role in cluster["spec"].get("managed", {}).get("roles", []) if "passwordSecret" in role}
+        credentials = cluster["spec"].get("backup", {}).get("barmanObjectStore", {}).get("s3Credentials", {})
+        names |= {reference["name"] for reference in credentials.values() if isinstance(reference, dict) and "name" in reference}
     return names
 
 
@@ -198,6 +200,20 @@ def check_postgres_cluster(rendering: Rendering) -> list[str]:
         name = cluster["metadata"]["name"]
         if rendering.overlay == "production" and spec.get("instances", 1) < 3:
             problems.append(f"{where}: Cluster {name} must have at least 3 instances")
+        if rendering.overlay == "production":
+            synchronous = spec.get("postgresql", {}).get("synchronous", {})
+            if synchronous.get("number", 0) < 1 or synchronous.get("dataDurability", "required") != "required":
+                problems.append(
+                    f"{where}: Cluster {name} must replicate synchronously (postgresql.synchronous, number >= 1, "
+                    "dataDurability required): a failover must not lose commits whose events were acknowledged"
+                )
+            if not spec.get("backup"):
+                problems.append(f"{where}: Cluster {name} needs a backup section (object store, retention)")
+            scheduled = [backup for backup in rendering.of_kind("ScheduledBackup") if backup["spec"]["cluster"]["name"] == name]
+            if not scheduled:
+                problems.append(f"{where}: Cluster {name} needs a ScheduledBackup")
+            if not spec.get("monitoring", {}).get("enablePodMonitor"):
+                problems.append(f"{where}: Cluster {name} must export its metrics (monitoring.enablePodMonitor)")
         labels = spec.get("inheritedMetadata", {}).get("labels", {})
         if labels.get("app.kubernetes.io/component") != "database":
             problems.append(f"{where}: Cluster {name} must label its pods app.kubernetes.io/component=database")

@@ -33,6 +33,7 @@ CUSTOM_RESOURCES = {
     ("monitoring.coreos.com/v1", "PrometheusRule"),
     ("postgresql.cnpg.io/v1", "Cluster"),
     ("postgresql.cnpg.io/v1", "Database"),
+    ("postgresql.cnpg.io/v1", "ScheduledBackup"),
 }
 
 OVERLAYS = ("dev", "production")
@@ -162,6 +163,10 @@ def mutations():
          lambda r: container(r, "voice")["resources"]["requests"].update(memory="2Gi")),
         ("a Deployment whose selector misses its pods", "dev",
          lambda r: named(r, "Deployment", "switchboard-chat")["spec"]["selector"]["matchLabels"].update({"app.kubernetes.io/component": "chats"})),
+        ("asynchronous PostgreSQL replication", "production",
+         lambda r: r.of_kind("Cluster")[0]["spec"]["postgresql"].pop("synchronous")),
+        ("no scheduled PostgreSQL backup", "production",
+         lambda r: r.documents.remove(r.of_kind("ScheduledBackup")[0])),
         ("sms service with one replica", "production",
          lambda r: named(r, "Deployment", "switchboard-sms")["spec"].update(replicas=1)),
         ("gateway autoscaler down to one", "production",
