@@ -78,6 +78,8 @@ DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'switchboard_test') THEN
     CREATE ROLE switchboard_test LOGIN CREATEDB PASSWORD 'switchboard_test';
   END IF;
+  -- deploy/rehearse creates the login role of each service, as the manifests declare them.
+  ALTER ROLE switchboard_test CREATEROLE;
 END $$;
 SQL
   export SB_TEST_POSTGRES_URL="${SB_TEST_POSTGRES_URL:-postgres://switchboard_test:switchboard_test@127.0.0.1:$port/postgres}"
