@@ -249,7 +249,7 @@ pub fn migrations(product: Product) -> &'static [switchboard_store::MigrationFil
     }
 }
 
-/// Applies every service's migrations and returns (for `switchboard migrate`, e.g. as a Kubernetes Job).
+/// Applies the given services' migrations and returns (for `switchboard migrate`, e.g. in an init container).
 pub async fn migrate(config: &Config, products: &[Product]) -> anyhow::Result<()> {
     for product in products {
         let service = config.service(*product);

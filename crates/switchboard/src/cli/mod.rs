@@ -109,7 +109,7 @@ pub enum Command {
         after_help = "Examples:\n  switchboard rebuild sms                          (into <sms database file>.rebuild; prints the swap steps)\n  switchboard rebuild sms --swap                   (with the sms service stopped: rebuild and swap in)\n  switchboard rebuild chat --into postgres://switchboard@db/chat_rebuilt\n  switchboard rebuild voice --into /var/lib/switchboard/voice.new.db --json"
     )]
     Rebuild(rebuild::RebuildArgs),
-    /// Apply database migrations and exit (for a Kubernetes Job before a rollout).
+    /// Apply database migrations and exit (e.g. in a Kubernetes init container before a service starts).
     #[command(after_help = "Example:\n  switchboard migrate sms")]
     Migrate {
         /// Services to migrate; all when none is named.
