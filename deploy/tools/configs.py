@@ -26,7 +26,12 @@ def check_nats_config(rendering: Rendering, nats_server: str | None) -> list[str
     files = config_map["data"]
     servers = statefulset["spec"]["replicas"]
     service = statefulset["spec"]["serviceName"]
-    routes = re.findall(r"nats://([a-z0-9.-]+):6222", files.get("nats.conf", ""))
+    container = statefulset["spec"]["template"]["spec"]["containers"][0]
+    environment = nats_environment(container)
+    # Routes are written in nats.conf, or as $VARIABLES the pod's environment defines.
+    conf = re.sub(r"(?m)#.*$", "", files.get("nats.conf", ""))
+    resolved = re.sub(r"\$([A-Z0-9_]+)", lambda match: environment.get(match.group(1), match.group(0)), conf)
+    routes = re.findall(r"nats://(?:[^@\s]+@)?([a-z0-9.-]+):6222", resolved)
     expected = [f"{statefulset['metadata']['name']}-{index}.{service}" for index in range(servers)]
     if servers > 1 and sorted(routes) != expected:
         problems.append(f"{where}: nats.conf routes {routes} must name every server: {expected}")
@@ -36,9 +41,16 @@ def check_nats_config(rendering: Rendering, nats_server: str | None) -> list[str
     if servers > 1 and (headless is None or headless["spec"].get("clusterIP") != "None"
                         or not headless["spec"].get("publishNotReadyAddresses")):
         problems.append(f"{where}: Service {service} must be headless and publish not-ready addresses")
+    cluster = re.search(r"cluster\s*\{(.*)\}", conf, re.S)
+    if servers > 1 and where == "production" and cluster is not None:
+        if not re.search(r"authorization\s*\{[^}]*password", cluster.group(1)):
+            problems.append(f"{where}: nats.conf's cluster must authenticate its routes (cluster.authorization)")
+        elif any("@" not in route for route in re.findall(r"nats://[^\s\]]+:6222", resolved)):
+            problems.append(f"{where}: every route must carry the route credentials")
+        if not re.search(r"no_advertise\s*[:=]?\s*true", cluster.group(1)):
+            problems.append(f"{where}: nats.conf's cluster must set no_advertise (clients use the Service)")
     if nats_server is None:
         return problems
-    environment = {variable["name"]: "placeholder" for variable in statefulset["spec"]["template"]["spec"]["containers"][0].get("env", [])}
     with tempfile.TemporaryDirectory() as directory:
         for name, text in files.items():
             Path(directory, name).write_text(text)
@@ -49,6 +61,16 @@ def check_nats_config(rendering: Rendering, nats_server: str | None) -> list[str
     if completed.returncode != 0:
         problems.append(f"{where}: nats-server rejects its configuration: {(completed.stderr or completed.stdout).strip()}")
     return problems
+
+
+def nats_environment(container: dict) -> dict[str, str]:
+    """The NATS container's environment, Secrets as placeholders, `$(VAR)` references expanded as
+    the kubelet expands them."""
+    environment: dict[str, str] = {}
+    for variable in container.get("env", []):
+        value = variable.get("value", "placeholder")
+        environment[variable["name"]] = re.sub(r"\$\((\w+)\)", lambda match: environment.get(match.group(1), ""), value)
+    return environment
 
 
 def check_switchboard_configs(rendering: Rendering, switchboard: str | None) -> list[str]:

@@ -149,6 +149,10 @@ class Rehearsal:
                 if name != "nats.conf":
                     (directory / "etc" / name).write_text(content)
             environment = self.container_environment(container, pod_name)
+            for name, value in environment.items():
+                for peer in range(replicas):
+                    value = value.replace(f"{NATS_STATEFULSET}-{peer}.{service}:6222", f"127.0.0.1:{ports[peer]['cluster']}")
+                environment[name] = value
             command = [self.nats_server if part == "nats-server" else part for part in container["command"]]
             command = [str(directory / "etc" / "nats.conf") if part == "/etc/nats/nats.conf" else part for part in command]
             self.spawn(pod_name, command, environment, directory)

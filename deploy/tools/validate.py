@@ -79,6 +79,8 @@ def manifest_checks(rendering: Rendering, repository: Path) -> list[str]:
     problems += workloads.check_gateway_exposure(rendering)
     problems += workloads.check_configuration(rendering)
     problems += wiring.check_wiring(rendering)
+    problems += workloads.check_nats_pods(rendering)
+    problems += configs.check_nats_config(rendering, None)
     problems += network.check_network(rendering)
     problems += configs.check_secrets(rendering, repository / "docs" / "deploy.md")
     problems += configs.check_postgres_cluster(rendering)
@@ -167,6 +169,15 @@ def mutations():
          lambda r: r.of_kind("Cluster")[0]["spec"]["postgresql"].pop("synchronous")),
         ("no scheduled PostgreSQL backup", "production",
          lambda r: r.documents.remove(r.of_kind("ScheduledBackup")[0])),
+        ("NATS without GOMEMLIMIT", "production",
+         lambda r: named(r, "StatefulSet", "switchboard-nats")["spec"]["template"]["spec"]["containers"][0]["env"].remove(
+             next(v for v in named(r, "StatefulSet", "switchboard-nats")["spec"]["template"]["spec"]["containers"][0]["env"] if v["name"] == "GOMEMLIMIT"))),
+        ("two NATS servers allowed on one node", "production",
+         lambda r: named(r, "StatefulSet", "switchboard-nats")["spec"]["template"]["spec"].pop("affinity")),
+        ("NATS routes without authentication", "production",
+         lambda r: edit_nats(r, lambda text: re.sub(r"authorization \{[^}]*\}", "", text, count=1))),
+        ("NATS servers advertising their addresses", "production",
+         lambda r: edit_nats(r, lambda text: text.replace("no_advertise: true", ""))),
         ("sms service with one replica", "production",
          lambda r: named(r, "Deployment", "switchboard-sms")["spec"].update(replicas=1)),
         ("gateway autoscaler down to one", "production",

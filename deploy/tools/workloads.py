@@ -248,6 +248,37 @@ def check_components(rendering: Rendering) -> list[str]:
     return problems
 
 
+def check_nats_pods(rendering: Rendering) -> list[str]:
+    """The NATS servers as the official chart runs them: GOMEMLIMIT under the memory limit, and no
+    two servers of a cluster on one node."""
+    from wiring import quantity
+
+    problems = []
+    statefulset = rendering.named("StatefulSet", "switchboard-nats")
+    if statefulset is None:
+        return problems
+    where = f"{rendering.overlay}: StatefulSet/switchboard-nats"
+    spec = statefulset["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    env = {variable["name"]: variable.get("value") for variable in container.get("env", [])}
+    limit = container.get("resources", {}).get("limits", {}).get("memory")
+    gomemlimit = env.get("GOMEMLIMIT")
+    if gomemlimit is None or limit is None:
+        problems.append(f"{where}: GOMEMLIMIT must be set below the memory limit")
+    else:
+        bytes_allowed = quantity(gomemlimit.replace("B", "")) if gomemlimit[-1:] == "B" else quantity(gomemlimit)
+        if not 0.5 * quantity(limit) <= bytes_allowed < quantity(limit):
+            problems.append(f"{where}: GOMEMLIMIT {gomemlimit} must be below the memory limit {limit} (about 90%)")
+    if statefulset["spec"].get("replicas", 1) > 1:
+        required = spec.get("affinity", {}).get("podAntiAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution", [])
+        labels = statefulset["spec"]["template"]["metadata"]["labels"]
+        if not any(term.get("topologyKey") == "kubernetes.io/hostname"
+                   and all(labels.get(key) == value for key, value in term.get("labelSelector", {}).get("matchLabels", {}).items())
+                   for term in required):
+            problems.append(f"{where}: servers must never share a node (required pod anti-affinity on kubernetes.io/hostname)")
+    return problems
+
+
 def check_gateway_exposure(rendering: Rendering) -> list[str]:
     problems = []
     where = rendering.overlay
