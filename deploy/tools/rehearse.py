@@ -148,7 +148,7 @@ class Rehearsal:
             for name, content in config_map["data"].items():
                 if name != "nats.conf":
                     (directory / "etc" / name).write_text(content)
-            environment = self.container_environment(container, pod_name)
+            environment = self.container_environment(container, pod_name, pod)
             for name, value in environment.items():
                 for peer in range(replicas):
                     value = value.replace(f"{NATS_STATEFULSET}-{peer}.{service}:6222", f"127.0.0.1:{ports[peer]['cluster']}")
@@ -203,8 +203,31 @@ class Rehearsal:
 
     # Pods --------------------------------------------------------------------------------
 
-    def container_environment(self, container: dict, pod_name: str) -> dict[str, str]:
+    def service_links(self) -> dict[str, str]:
+        """The variables the kubelet adds for every Service of the namespace unless a pod sets
+        `enableServiceLinks: false` (e.g. SWITCHBOARD_GATEWAY_PORT=tcp://10.0.0.10:8080)."""
+        links = {}
+        for index, service in enumerate(self.rendering.of_kind("Service")):
+            ports = service["spec"].get("ports", [])
+            if not ports or service["spec"].get("clusterIP") == "None":
+                continue
+            name = service["metadata"]["name"].upper().replace("-", "_")
+            address = f"10.96.0.{index + 10}"
+            links[f"{name}_SERVICE_HOST"] = address
+            links[f"{name}_SERVICE_PORT"] = str(ports[0]["port"])
+            links[f"{name}_PORT"] = f"tcp://{address}:{ports[0]['port']}"
+            for port in ports:
+                prefix = f"{name}_PORT_{port['port']}_{port.get('protocol', 'TCP')}"
+                links[prefix] = f"tcp://{address}:{port['port']}"
+                links[f"{prefix}_PROTO"] = port.get("protocol", "TCP").lower()
+                links[f"{prefix}_PORT"] = str(port["port"])
+                links[f"{prefix}_ADDR"] = address
+        return links
+
+    def container_environment(self, container: dict, pod_name: str, pod: PodTemplate | None = None) -> dict[str, str]:
         environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.root)}
+        if pod is not None and pod.spec.get("enableServiceLinks", True) is not False:
+            environment.update(self.service_links())
         for variable in container.get("env", []):
             if "value" in variable:
                 value = re.sub(r"\$\((\w+)\)", lambda match: environment.get(match.group(1), ""), variable["value"])
@@ -287,7 +310,7 @@ class Rehearsal:
     def prepared_command(self, pod: PodTemplate, container: dict, pod_name: str, directory: Path,
                          mapping: dict[int, int]) -> tuple[list[str], dict[str, str]]:
         self.materialise_files(pod, container, directory)
-        environment = self.container_environment(container, pod_name)
+        environment = self.container_environment(container, pod_name, pod)
         for name, value in list(environment.items()):
             for prefix in ("file:/", "/etc/", "/var/"):
                 if value.startswith(prefix) and prefix == "file:/":
