@@ -484,12 +484,17 @@ class Rehearsal:
         self.check_the_job(gateway_ports)
 
     def close(self) -> None:
-        # SIGTERM to every process at once (each drains for shutdown.drain_delay), then wait.
-        for process in self.processes:
-            if process.popen.poll() is None:
-                process.popen.send_signal(signal.SIGTERM)
-        for process in reversed(self.processes):
-            process.stop()
+        # The components first, all at once (each drains for shutdown.drain_delay), then NATS.
+        for group in ([p for p in self.processes if not p.name.startswith(NATS_STATEFULSET)],
+                      [p for p in self.processes if p.name.startswith(NATS_STATEFULSET)]):
+            for process in group:
+                if process.popen.poll() is None:
+                    process.popen.send_signal(signal.SIGTERM)
+            for process in group:
+                process.stop()
+                if not process.name.startswith(NATS_STATEFULSET) and process.popen.returncode != 0:
+                    self.problems.append(f"{self.overlay}: {process.name} exited {process.popen.returncode} "
+                                         f"on SIGTERM:\n{process.tail()}")
         for statement in self.cleanup_sql:
             try:
                 self.psql(statement)
