@@ -172,7 +172,7 @@ token_header = "authorization"
 }
 
 /// Kills the child when the benchmark ends, however it ends.
-struct ChildGuard(Child);
+pub(crate) struct ChildGuard(pub(crate) Child);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
@@ -181,11 +181,11 @@ impl Drop for ChildGuard {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let directory = exe.parent().context("the benchmark binary has no directory")?;
     let path = directory.join(name);
@@ -197,7 +197,7 @@ fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-async fn wait_ready(url: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_ready(url: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(response) = reqwest::get(url).await
@@ -212,7 +212,7 @@ async fn wait_ready(url: &str) -> anyhow::Result<()> {
 
 /// User plus system CPU time of a process so far, from `/proc/<pid>/stat` (in clock ticks of 1/100 s,
 /// the `USER_HZ` Linux reports on every architecture it runs on here).
-fn cpu_seconds(pid: u32) -> Option<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     const TICKS_PER_SECOND: f64 = 100.0;
     let stat = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
     // The command name may hold spaces; the fields after it are space-separated, utime and stime

@@ -4,13 +4,15 @@
 //! * `gateway`: the gateway against a bare axum publisher, over loopback, with real JetStream;
 //! * `projection`: each service's projection against plain batched inserts, per backend;
 //! * `query`: gRPC `GetMessage`/`ListMessages` against the health check on the same server;
-//! * `latency`: webhook → visible over gRPC at a steady rate.
+//! * `latency`: webhook → visible over gRPC at a steady rate;
+//! * `drain`: a backlog drained by the real service process, against a bare pull consumer.
 //!
 //! Method and recorded figures: docs/benchmarks.md.
 #![forbid(unsafe_code)]
 // A command-line tool: its results go to stdout.
 #![allow(clippy::print_stdout)]
 
+mod drain;
 mod gateway;
 mod latency;
 mod load;
@@ -103,6 +105,24 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
+    /// A backlog drained by the real `switchboard <service>` process, timed from outside, against a
+    /// bare pull consumer that only fetches and acknowledges.
+    ///
+    /// Example: switchboard-bench drain --service sms --backend sqlite --events 200000
+    Drain {
+        /// Services to measure (default: all five).
+        #[arg(long = "service", value_parser = parse_product)]
+        services: Vec<Product>,
+        /// Backends to measure (default: sqlite). PostgreSQL uses SB_TEST_POSTGRES_URL.
+        #[arg(long = "backend", value_enum)]
+        backends: Vec<BackendArg>,
+        /// Events per service in the backlog.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        /// The switchboard binary (default: next to this one).
+        #[arg(long)]
+        switchboard: Option<PathBuf>,
+    },
     /// The bare publisher the gateway is compared with (started by `gateway`).
     #[command(hide = true)]
     BaselineServer {
@@ -122,6 +142,20 @@ fn parse_product(name: &str) -> Result<Product, String> {
         .ok_or_else(|| format!("unknown service {name:?} (sms, chat, voice, interact, contacts)"))
 }
 
+/// The backends asked for; SQLite when none.
+fn test_backends(backends: Vec<BackendArg>) -> Vec<TestBackend> {
+    if backends.is_empty() {
+        return vec![TestBackend::Sqlite];
+    }
+    backends
+        .into_iter()
+        .map(|backend| match backend {
+            BackendArg::Sqlite => TestBackend::Sqlite,
+            BackendArg::Postgres => TestBackend::Postgres,
+        })
+        .collect()
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -135,19 +169,14 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
+        Command::Drain { services, backends, events, switchboard } => {
+            let products = if services.is_empty() { Product::ALL.to_vec() } else { services };
+            drain::run(drain::Options { products, backends: test_backends(backends), events, switchboard })
+                .await
+        }
         Command::Projection { services, backends, events, batch, rounds, window, shuffle } => {
             let products = if services.is_empty() { Product::ALL.to_vec() } else { services };
-            let backends = if backends.is_empty() {
-                vec![TestBackend::Sqlite]
-            } else {
-                backends
-                    .into_iter()
-                    .map(|backend| match backend {
-                        BackendArg::Sqlite => TestBackend::Sqlite,
-                        BackendArg::Postgres => TestBackend::Postgres,
-                    })
-                    .collect()
-            };
+            let backends = test_backends(backends);
             let arrival = if shuffle { Arrival::Shuffled } else { Arrival::Local { window } };
             projection::run(projection::Options { products, backends, events, batch, rounds, arrival }).await
         }
