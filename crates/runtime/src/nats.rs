@@ -2,7 +2,8 @@
 //!
 //! `get_or_create_stream`/`get_or_create_consumer` leave an existing configuration as it is, so start-up
 //! compares the settings Switchboard manages with the server's and updates them explicitly, logging
-//! what changed.
+//! what changed. With the Kubernetes manifests' NATS users the components may create a missing
+//! stream but not update one; a stream whose settings differ then keeps them, and start-up says so.
 
 use std::time::Duration;
 
@@ -208,7 +209,8 @@ fn stream_differences(current: &stream::Config, desired: &stream::Config) -> Vec
     changed
 }
 
-/// Creates the stream, or updates the settings Switchboard manages when they differ.
+/// Creates the stream, or updates the settings Switchboard manages when they differ (an error when
+/// the NATS user may not).
 pub async fn ensure_stream(
     js: &jetstream::Context,
     settings: &StreamConfig,
@@ -234,7 +236,15 @@ pub async fn ensure_stream(
                 description: desired.description.clone(),
                 ..current
             };
-            js.update_stream(updated).await.map_err(|error| stream_error(error.to_string()))?;
+            // Where NATS users may not update streams (deploy/k8s/base/nats/auth.conf), NATS refuses
+            // and the component stays not ready until an operator applies the change.
+            js.update_stream(updated).await.map_err(|error| {
+                stream_error(format!(
+                    "its settings {changed:?} differ from the configuration and updating them failed \
+                     ({error}); if this NATS user may not update streams, an operator applies the \
+                     change (docs/deploy.md, \"Changing a stream's settings\")"
+                ))
+            })?;
             tracing::info!(stream = %settings.name, changed = ?changed, "updated stream settings");
             js.get_stream(&settings.name).await.map_err(|error| stream_error(error.to_string()))
         }
