@@ -57,6 +57,7 @@ async fn recording_client(
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     let client =
         async_nats::ConnectOptions::with_user_and_password(user.to_owned(), password(user).to_owned())
+            .custom_inbox_prefix(nats::inbox_prefix(user))
             .event_callback(move |event| {
                 let sender = sender.clone();
                 async move {
@@ -119,6 +120,18 @@ impl Client {
     /// NATS refuses the publication with a permissions violation naming its subject.
     async fn refused_publish(&mut self, subject: &str) {
         self.client.publish(subject.to_owned(), "{}".into()).await.expect("sent");
+        self.client.flush().await.expect("flushed");
+        let error = refusal(&mut self.errors).await;
+        assert!(
+            error.contains("Permissions Violation") && error.contains(subject),
+            "{}: {subject}: {error}",
+            self.user
+        );
+    }
+
+    /// NATS refuses the subscription with a permissions violation naming its subject.
+    async fn refused_subscribe(&mut self, subject: &str) {
+        let _subscription = self.client.subscribe(subject.to_owned()).await.expect("sent");
         self.client.flush().await.expect("flushed");
         let error = refusal(&mut self.errors).await;
         assert!(
@@ -473,6 +486,11 @@ async fn nats_refuses_every_user_what_is_not_its_job() {
     for subject in ["dlq.sms.forged", "switchboard.changes.sms", "sms.message.status"] {
         chat.refused_publish(subject).await;
     }
+    // Nor read another component's replies (pulled events, API answers), nor the events or dead
+    // letters as they are published.
+    for subject in ["_INBOX.>", "_INBOX.*.>", "_INBOX.sms.>", "_INBOX.gateway.>", "sms.>", "dlq.>", ">"] {
+        chat.refused_subscribe(subject).await;
+    }
     // Its own subjects with another consumer's name in the body: JetStream refuses the mismatch.
     let sms = Client::connect(&url, "sms").await;
     for subject in [
@@ -488,6 +506,9 @@ async fn nats_refuses_every_user_what_is_not_its_job() {
     let mut gateway = Client::connect(&url, "gateway").await;
     for subject in ["dlq.sms.forged", "switchboard.changes.sms", "$JS.ACK.SWITCHBOARD.sms.1.1.1.1.0"] {
         gateway.refused_publish(subject).await;
+    }
+    for subject in ["_INBOX.>", "_INBOX.sms.>", "sms.>", "switchboard.changes.sms"] {
+        gateway.refused_subscribe(subject).await;
     }
     gateway.refused("$JS.API.CONSUMER.CREATE.SWITCHBOARD", hijack("sms")).await;
     gateway.refused("$JS.API.CONSUMER.CREATE.SWITCHBOARD.sms", hijack("sms")).await;

@@ -45,6 +45,12 @@ pub async fn connect_options(config: &NatsConfig, component: &str) -> Result<Con
     if let (Some(user), Some(password)) = (&auth.user, &auth.password) {
         options = options.user_and_password(user.clone(), password.expose().to_owned());
     }
+    if let Some(user) = &auth.user {
+        // Replies (JetStream API answers, pulled messages, publish acknowledgements) come to
+        // _INBOX.<user>.>, so NATS can let each user subscribe to its own replies only
+        // (deploy/k8s/base/nats/auth.conf): not read, nor learn where to send, another's.
+        options = options.custom_inbox_prefix(inbox_prefix(user));
+    }
     if let Some(token) = &auth.token {
         options = options.token(token.expose().to_owned());
     }
@@ -88,6 +94,11 @@ pub async fn connect_options(config: &NatsConfig, component: &str) -> Result<Con
                 }
             }
         }))
+}
+
+/// Where the replies to a NATS user's requests come: `_INBOX.<user>`, within the usual `_INBOX.>`.
+pub fn inbox_prefix(user: &str) -> String {
+    format!("_INBOX.{user}")
 }
 
 /// The server URL(s) fit for logs: credentials written into a URL (`nats://user:password@host`)
