@@ -352,6 +352,81 @@ async fn components_connect_with_their_credentials_and_nats_enforces_their_permi
     assert_eq!(rebuilt.cached_info().num_pending, 1, "from the start of the stream");
 }
 
+/// Each service, as its own user, does its whole job: creates its consumers, pulls and acknowledges
+/// from them, dead-letters and announces changes to its replicas.
+#[tokio::test]
+async fn every_service_does_its_job_as_its_own_user() {
+    let (server, operator) = provisioned().await;
+    let url = server.url();
+    let gateway_config = as_user(&url, "gateway");
+    let gateway = nats::jetstream(
+        nats::connect_once(&gateway_config, "gateway").await.expect("the gateway connects"),
+        &gateway_config,
+    );
+    let services = [
+        ("sms", vec![("sms", "sms")]),
+        ("chat", vec![("chat-whatsapp", "whatsapp"), ("chat-rcs", "rcs")]),
+        ("voice", vec![("voice", "voice")]),
+        ("interact", vec![("interact", "vmn")]),
+        ("contacts", vec![("contacts", "contacts")]),
+    ];
+    for (user, consumers) in services {
+        let config = as_user(&url, user);
+        let client = nats::connect_once(&config, user).await.expect("connects");
+        let js = nats::jetstream(client.clone(), &config);
+        nats::provision_streams(&js, &config).await.expect("finds the streams as they are");
+        for (durable, root) in consumers {
+            let spec = ConsumerSpec {
+                durable_name: durable.to_owned(),
+                filter_subject: format!("{root}.>"),
+                ..sms_consumer()
+            };
+            let consumer = nats::ensure_consumer(&js, &spec).await.expect("creates its consumer");
+            gateway
+                .publish(format!("{root}.test.event"), "{}".into())
+                .await
+                .expect("sent")
+                .await
+                .expect("stored");
+            let mut batch = consumer.fetch().max_messages(10).messages().await.expect("pulls");
+            let mut subjects = Vec::new();
+            while let Some(message) = batch.next().await {
+                let message = message.expect("delivered");
+                subjects.push(message.subject.to_string());
+                message.double_ack().await.expect("acknowledged");
+            }
+            assert!(subjects.contains(&format!("{root}.test.event")), "{durable}: {subjects:?}");
+            let mut info = operator
+                .get_stream("SWITCHBOARD")
+                .await
+                .expect("stream")
+                .get_consumer::<async_nats::jetstream::consumer::Config>(durable)
+                .await
+                .expect("consumer");
+            let info = info.info().await.expect("info");
+            assert_eq!((info.num_ack_pending, info.num_pending), (0, 0), "{durable}");
+        }
+        js.publish(format!("dlq.{user}.test.event"), "{}".into())
+            .await
+            .expect("sent")
+            .await
+            .expect("its dead letter is stored");
+        let changes = format!("switchboard.changes.{user}");
+        let mut announcements = client.subscribe(changes.clone()).await.expect("subscribes");
+        client.publish(changes, "{}".into()).await.expect("announces");
+        tokio::time::timeout(Duration::from_secs(5), announcements.next())
+            .await
+            .expect("its replicas hear it")
+            .expect("an announcement");
+    }
+    let mut dead_letters = operator.get_stream("SWITCHBOARD_DLQ").await.expect("the dead letters");
+    assert_eq!(
+        dead_letters.info().await.expect("info").state.messages,
+        6,
+        "one from provisioning, one per service"
+    );
+}
+
 #[tokio::test]
 async fn the_subscriber_cannot_reconfigure_a_service_consumer() {
     let (server, operator) = provisioned().await;
