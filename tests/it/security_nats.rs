@@ -507,6 +507,31 @@ async fn a_service_cannot_rewrite_a_stream() {
     assert_eq!(targets(&operator).await, before);
 }
 
+#[tokio::test]
+async fn no_answer_to_a_request_is_stored_in_a_stream() {
+    let (server, operator) = provisioned().await;
+    let before = targets(&operator).await;
+    let url = server.url();
+    // A request names the subject of its answer, and no permission covers that subject. Were the
+    // streams in the components' account, these answers (a stream's info, the sms consumer's
+    // events) would be stored as dead letters of another component, or as an event.
+    let sms = Client::connect(&url, "sms").await;
+    let gateway = Client::connect(&url, "gateway").await;
+    let requests = [
+        (&sms, "$JS.API.STREAM.INFO.SWITCHBOARD", "dlq.chat.forged", ""),
+        (&sms, "$JS.API.CONSUMER.INFO.SWITCHBOARD.sms", "sms.message.forged", ""),
+        (&sms, "$JS.API.CONSUMER.MSG.NEXT.SWITCHBOARD.sms", "dlq.chat.forged", r#"{"batch":10}"#),
+        (&gateway, "$JS.API.STREAM.INFO.SWITCHBOARD_DLQ", "dlq.sms.forged", ""),
+        (&gateway, "$JS.API.INFO", "sms.message.forged", ""),
+    ];
+    for (user, subject, reply, body) in requests {
+        user.client.publish_with_reply(subject, reply, body.into()).await.expect("sent");
+        user.client.flush().await.expect("flushed");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(targets(&operator).await, before, "no answer was stored");
+}
+
 /// Everything else a user might try on another's consumer, a stream or a subject not its own.
 #[tokio::test]
 async fn nats_refuses_every_user_what_is_not_its_job() {
