@@ -346,10 +346,17 @@ async fn components_connect_with_their_credentials_and_nats_enforces_their_permi
     // The operator replays dead letters and rebuilds a projection: reads any stream, deletes and
     // recreates a service's consumer.
     let dead_letters = operator.get_stream("SWITCHBOARD_DLQ").await.expect("the dead letters");
-    assert_eq!(dead_letters.get_raw_message(1).await.expect("a dead letter").payload.as_ref(), b"{}");
+    let dead_letter = dead_letters.get_raw_message(1).await.expect("a dead letter");
+    let replayed = operator
+        .publish("sms.message.status", dead_letter.payload)
+        .await
+        .expect("sent")
+        .await
+        .expect("the replay is stored");
+    assert_eq!((replayed.stream.as_str(), replayed.sequence), ("SWITCHBOARD", 2));
     assert!(stream.delete_consumer("sms").await.expect("deletes the consumer").success);
     let rebuilt = nats::ensure_consumer(&operator, &sms_consumer()).await.expect("recreates it");
-    assert_eq!(rebuilt.cached_info().num_pending, 1, "from the start of the stream");
+    assert_eq!(rebuilt.cached_info().num_pending, 2, "from the start of the stream");
 }
 
 /// Each service, as its own user, does its whole job: creates its consumers, pulls and acknowledges
