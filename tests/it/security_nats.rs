@@ -2,7 +2,8 @@
 //! Kubernetes manifests (deploy/k8s/base/nats/auth.conf): components connect only with their
 //! credentials, work with no more than their permissions, and NATS itself refuses what a user may
 //! not do, including requests whose subject is allowed in one form but whose body would reach
-//! further (a consumer named in the body, a push consumer's delivery subject, a stream's limits).
+//! further (a consumer named in the body, a push consumer's delivery subject, a stream's limits) and
+//! requests whose answer would be stored in a stream (a stream's subject as reply subject).
 
 use std::time::Duration;
 
@@ -257,6 +258,13 @@ async fn components_connect_with_their_credentials_and_nats_enforces_their_permi
     wrong.auth.password = Some(Secret::new(password("gateway")));
     assert!(nats::connect_once(&wrong, "sms").await.is_err(), "wrong password");
 
+    // The subscriber, in an account of its own, sees the events live (from well before they are
+    // published: a subscription made across accounts may take a moment to receive).
+    let (subscriber, mut subscriber_errors) = recording_client(&url, "subscriber").await;
+    let mut live = subscriber.subscribe("sms.>").await.expect("the subscriber subscribes");
+    let mut live_dead_letters = subscriber.subscribe("dlq.>").await.expect("the subscriber subscribes");
+    subscriber.flush().await.expect("flushed");
+
     // With their own credentials, and no more than their permissions, the components work: the sms
     // service (which provisions the streams) and the gateway, each as its own NATS user.
     let sms_url = url.clone();
@@ -275,11 +283,6 @@ async fn components_connect_with_their_credentials_and_nats_enforces_their_permi
         .start()
         .await
         .expect("the gateway runs as NATS user gateway");
-    // The subscriber, in an account of its own, sees the events live.
-    let (subscriber, mut subscriber_errors) = recording_client(&url, "subscriber").await;
-    let mut live = subscriber.subscribe("sms.>").await.expect("the subscriber subscribes");
-    let mut live_dead_letters = subscriber.subscribe("dlq.>").await.expect("the subscriber subscribes");
-    subscriber.flush().await.expect("flushed");
     gateway.post_ok("sms:message:status", fixture("events", "sms.message.status.json")).await;
     let message = wait_until("the event through both users", Duration::from_secs(15), || async {
         let request = GetMessageRequest { id: "b34e35ad-fe34-4a8b-977c-b21cd76cd7d6:1".to_owned() };
@@ -395,14 +398,24 @@ async fn every_service_does_its_job_as_its_own_user() {
                 .expect("sent")
                 .await
                 .expect("stored");
-            let mut batch = consumer.fetch().max_messages(10).messages().await.expect("pulls");
+            let wanted = format!("{root}.test.event");
             let mut subjects = Vec::new();
-            while let Some(message) = batch.next().await {
-                let message = message.expect("delivered");
-                subjects.push(message.subject.to_string());
-                message.double_ack().await.expect("acknowledged");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while !subjects.contains(&wanted) {
+                assert!(tokio::time::Instant::now() < deadline, "{durable}: {subjects:?}");
+                let mut batch = consumer
+                    .batch()
+                    .max_messages(10)
+                    .expires(Duration::from_millis(500))
+                    .messages()
+                    .await
+                    .expect("pulls");
+                while let Some(message) = batch.next().await {
+                    let message = message.expect("delivered");
+                    subjects.push(message.subject.to_string());
+                    message.double_ack().await.expect("acknowledged");
+                }
             }
-            assert!(subjects.contains(&format!("{root}.test.event")), "{durable}: {subjects:?}");
             let mut info = operator
                 .get_stream("SWITCHBOARD")
                 .await
@@ -537,6 +550,44 @@ async fn no_answer_to_a_request_is_stored_in_a_stream() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(targets(&operator).await, before, "no answer was stored");
+}
+
+#[tokio::test]
+async fn a_service_push_consumer_delivers_into_no_stream() {
+    let (server, operator) = provisioned().await;
+    let url = server.url();
+    // A service may define its own consumer, and so, while it does not exist (here after an
+    // operator's rebuild began), as a push consumer. Even with someone listening to the dead
+    // letters live, the server delivers it in the streams' account, where nobody listens.
+    let mut events = operator.get_stream("SWITCHBOARD").await.expect("the stream");
+    assert!(events.delete_consumer("sms").await.expect("the operator deletes it").success);
+    let before = events.info().await.expect("info").state.messages;
+    let sms = Client::connect(&url, "sms").await;
+    let push = json!({
+        "stream_name": "SWITCHBOARD",
+        "config": {
+            "name": "sms", "durable_name": "sms", "deliver_subject": "dlq.chat.forged",
+            "ack_policy": "explicit", "deliver_policy": "all",
+        },
+    });
+    let answer = sms
+        .client
+        .request("$JS.API.CONSUMER.CREATE.SWITCHBOARD.sms", push.to_string().into())
+        .await
+        .expect("answered");
+    assert!(!String::from_utf8_lossy(&answer.payload).contains("\"error\""), "{:?}", answer.payload);
+    // A push consumer delivers once someone subscribes to its delivery subject.
+    let (subscriber, _errors) = recording_client(&url, "subscriber").await;
+    let mut live = subscriber.subscribe("dlq.chat.forged").await.expect("subscribes");
+    subscriber.flush().await.expect("flushed");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut dead_letters = operator.get_stream("SWITCHBOARD_DLQ").await.expect("the dead letters");
+    assert_eq!(dead_letters.info().await.expect("info").state.messages, 1, "only the one from provisioning");
+    assert_eq!(events.info().await.expect("info").state.messages, before);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), live.next()).await.is_err(),
+        "nothing was delivered to the live dead letters"
+    );
 }
 
 /// Everything else a user might try on another's consumer, a stream or a subject not its own.
