@@ -550,6 +550,23 @@ async fn no_answer_to_a_request_is_stored_in_a_stream() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(targets(&operator).await, before, "no answer was stored");
+
+    // Nor delivered to another service's replicas as a change announcement.
+    let mut chat = Client::connect(&url, "chat").await;
+    let mut announcements = chat.client.subscribe("switchboard.changes.chat").await.expect("subscribes");
+    chat.client.flush().await.expect("flushed");
+    for (subject, body) in [
+        ("$JS.API.STREAM.INFO.SWITCHBOARD", ""),
+        ("$JS.API.CONSUMER.MSG.NEXT.SWITCHBOARD.sms", r#"{"batch":10}"#),
+    ] {
+        sms.client.publish_with_reply(subject, "switchboard.changes.chat", body.into()).await.expect("sent");
+    }
+    sms.client.flush().await.expect("flushed");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), announcements.next()).await.is_err(),
+        "chat's replicas heard nothing"
+    );
+    chat.refused_publish("switchboard.changes.sms").await;
 }
 
 #[tokio::test]
