@@ -2,7 +2,8 @@
 //!
 //! `get_or_create_stream`/`get_or_create_consumer` leave an existing configuration as it is, so start-up
 //! compares the settings Switchboard manages with the server's and updates them explicitly, logging
-//! what changed.
+//! what changed. With the Kubernetes manifests' NATS users the components may create a missing
+//! stream but not update one; a stream whose settings differ then keeps them, and start-up says so.
 
 use std::time::Duration;
 
@@ -45,6 +46,12 @@ pub async fn connect_options(config: &NatsConfig, component: &str) -> Result<Con
     };
     if let (Some(user), Some(password)) = (&auth.user, &auth.password) {
         options = options.user_and_password(user.clone(), password.expose().to_owned());
+    }
+    if let Some(user) = &auth.user {
+        // Replies (JetStream API answers, pulled messages, publish acknowledgements) come to
+        // _INBOX.<user>.>, so NATS can let each user subscribe to its own replies only
+        // (deploy/k8s/base/nats/auth.conf): not read, nor learn where to send, another's.
+        options = options.custom_inbox_prefix(inbox_prefix(user));
     }
     if let Some(token) = &auth.token {
         options = options.token(token.expose().to_owned());
@@ -89,6 +96,11 @@ pub async fn connect_options(config: &NatsConfig, component: &str) -> Result<Con
                 }
             }
         }))
+}
+
+/// Where the replies to a NATS user's requests come: `_INBOX.<user>`, within the usual `_INBOX.>`.
+pub fn inbox_prefix(user: &str) -> String {
+    format!("_INBOX.{user}")
 }
 
 /// The server URL(s) fit for logs: credentials written into a URL (`nats://user:password@host`)
@@ -228,7 +240,8 @@ fn stream_differences(current: &stream::Config, desired: &stream::Config) -> Vec
     changed
 }
 
-/// Creates the stream, or updates the settings Switchboard manages when they differ.
+/// Creates the stream, or updates the settings Switchboard manages when they differ (an error when
+/// the NATS user may not).
 pub async fn ensure_stream(
     js: &jetstream::Context,
     settings: &StreamConfig,
@@ -254,7 +267,15 @@ pub async fn ensure_stream(
                 description: desired.description.clone(),
                 ..current
             };
-            js.update_stream(updated).await.map_err(|error| stream_error(error.to_string()))?;
+            // Where NATS users may not update streams (deploy/k8s/base/nats/auth.conf), NATS refuses
+            // and the component stays not ready until an operator applies the change.
+            js.update_stream(updated).await.map_err(|error| {
+                stream_error(format!(
+                    "its settings {changed:?} differ from the configuration and updating them failed \
+                     ({error}); if this NATS user may not update streams, an operator applies the \
+                     change (docs/deploy.md, \"Changing a stream's settings\")"
+                ))
+            })?;
             tracing::info!(stream = %settings.name, changed = ?changed, "updated stream settings");
             js.get_stream(&settings.name).await.map_err(|error| stream_error(error.to_string()))
         }
