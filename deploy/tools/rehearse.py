@@ -458,8 +458,14 @@ class Rehearsal:
         outcome = asyncio.run(wait_consumed(self.nats_urls, "operator", operator, max(sequences)))
         if outcome:
             self.problems.append(f"{self.overlay}: {outcome}")
+            return
+        print("     every service's consumer applied every delivery; nothing dead-lettered")
+        subscriber = self.secret("switchboard-nats-users", "subscriber")
+        outcome = asyncio.run(subscriber_reads(self.nats_urls, "subscriber", subscriber, len(sequences)))
+        if outcome:
+            self.problems.append(f"{self.overlay}: the subscriber cannot read the stream: {outcome}")
         else:
-            print("     every service's consumer applied every delivery; nothing dead-lettered")
+            print(f"     the subscriber read all {len(sequences)} stored events back")
 
     # Running it --------------------------------------------------------------------------
 
@@ -536,6 +542,29 @@ async def wait_consumed(urls: list[str], user: str, password: str, sequence: int
             await asyncio.sleep(0.5)
         dead = (await jetstream.stream_info("SWITCHBOARD_DLQ")).state.messages
         return f"{dead} dead letters" if dead else None
+    finally:
+        await client.close()
+
+
+async def subscriber_reads(urls: list[str], user: str, password: str, count: int) -> str | None:
+    """Other systems read what was stored, as docs/security.md shows: the stream's info and each
+    stored message by sequence, through the API prefix the subscribers' account imports."""
+    import nats
+
+    client = await nats.connect(servers=urls, user=user, password=password, connect_timeout=5,
+                                inbox_prefix=b"_INBOX.subscriber")
+    try:
+        jetstream = client.jetstream(prefix="$JS.SWITCHBOARD.API")
+        info = await jetstream.stream_info("SWITCHBOARD")
+        if info.state.messages < count:
+            return f"the stream holds {info.state.messages} events, {count} were stored"
+        for sequence in range(info.state.first_seq, info.state.first_seq + count):
+            message = await jetstream.get_msg("SWITCHBOARD", seq=sequence)
+            if not message.data:
+                return f"event {sequence} has no body"
+        return None
+    except Exception as error:  # the answer is what the check reports
+        return f"{type(error).__name__}: {error}"
     finally:
         await client.close()
 
