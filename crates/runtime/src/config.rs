@@ -364,7 +364,7 @@ impl Default for SourceConfig {
             signature_keys: Vec::new(),
             signature_header: "signature".to_owned(),
             standard_webhooks_secrets: Vec::new(),
-            standard_webhooks_tolerance: Duration::from_secs(300),
+            standard_webhooks_tolerance: Duration::from_secs(120),
             allow_ips: Vec::new(),
             rate_limit: None,
             rate_burst: None,
@@ -528,9 +528,18 @@ impl Config {
             if !path.is_file() {
                 return Err(ConfigErrors(vec![format!("config file {} does not exist", path.display())]));
             }
+            // A file that cannot be read or parsed stops everything: figment would otherwise keep
+            // the error to itself and every section would quietly keep its defaults (gRPC auth off,
+            // the environment's overrides dropped).
+            check_file_parses(path)?;
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]));
+        // Whatever still fails to load as a whole (e.g. an environment value) is reported, never
+        // taken for "no such section".
+        if let Err(errors) = figment.extract::<figment::value::Dict>() {
+            return Err(ConfigErrors(errors.into_iter().map(|error| describe("", &error)).collect()));
+        }
         Config::from_figment_sections(&figment, sections)
     }
 
@@ -752,6 +761,41 @@ impl Config {
             if source.standard_webhooks_tolerance.is_zero() {
                 problems.push(format!("{key}.standard_webhooks_tolerance: must be positive"));
             }
+            // A replay of a signed delivery is dropped as a duplicate only within the stream's
+            // duplicate window: past it, and still within the tolerance, it would be stored again.
+            if !source.standard_webhooks_secrets.is_empty()
+                && source.standard_webhooks_tolerance > self.nats.stream.duplicate_window
+            {
+                problems.push(format!(
+                    "{key}.standard_webhooks_tolerance: {} is longer than nats.stream.duplicate_window ({}): a delivery replayed in between would be stored again; lower the tolerance or raise the window",
+                    humantime::format_duration(source.standard_webhooks_tolerance),
+                    humantime::format_duration(self.nats.stream.duplicate_window),
+                ));
+            }
+            // What the gateway refuses at start, refused here too (the value is never shown).
+            for secret in source
+                .tokens
+                .iter()
+                .chain(&source.query_tokens)
+                .chain(source.basic.iter().map(|basic| &basic.password))
+            {
+                if secret.expose().starts_with("sha256:")
+                    && let Err(problem) = crate::grpc_auth::token_digest(secret)
+                {
+                    problems.push(format!("{key}: {problem}"));
+                }
+            }
+            for secret in &source.standard_webhooks_secrets {
+                let value = secret.expose();
+                let encoded = value.strip_prefix("whsec_").unwrap_or(value).trim();
+                let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded);
+                if !matches!(decoded, Ok(key) if !key.is_empty()) {
+                    problems.push(format!(
+                        "{key}.standard_webhooks_secrets: a secret must be whsec_<base64> ({})",
+                        secret.origin()
+                    ));
+                }
+            }
             for network in &source.allow_ips {
                 if parse_network(network).is_none() {
                     problems.push(format!("{key}.allow_ips: {network:?} is not an address or network"));
@@ -834,8 +878,49 @@ fn http_header_name_is_invalid(name: &str) -> bool {
     !name.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_'))
 }
 
+/// Reads and parses the file as TOML; an error names the file, the line and column, and what was
+/// expected there (never the values around it: the file may hold secrets).
+fn check_file_parses(path: &Path) -> Result<(), ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigErrors(vec![format!("cannot read config file {}: {error}", path.display())])
+    })?;
+    match text.parse::<toml::Table>() {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            let position = error.span().map(|span| line_and_column(&text, span.start));
+            let place =
+                position.map_or(String::new(), |(line, column)| format!(", line {line}, column {column}"));
+            Err(ConfigErrors(vec![format!(
+                "config file {}{place}: not valid TOML: {}",
+                path.display(),
+                error.message().trim()
+            )]))
+        }
+    }
+}
+
+/// The 1-based line and column (in characters) of a byte offset.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |tail| tail.chars().count()) + 1;
+    (line, column)
+}
+
 fn describe(section: &str, error: &figment::Error) -> String {
-    let path = if error.path.is_empty() { section.to_owned() } else { error.path.join(".") };
+    // figment reports the path inside the extracted section followed by the section's own name
+    // (`listen.gateway`); the section comes first here (`gateway.listen`).
+    let mut inner: &[String] = &error.path;
+    if let Some((last, rest)) = inner.split_last()
+        && last == section
+    {
+        inner = rest;
+    }
+    let path = match (section.is_empty(), inner.is_empty()) {
+        (_, true) => section.to_owned(),
+        (true, false) => inner.join("."),
+        (false, false) => format!("{section}.{}", inner.join(".")),
+    };
     let origin = error
         .metadata
         .as_ref()
@@ -844,7 +929,43 @@ fn describe(section: &str, error: &figment::Error) -> String {
             None => format!(" (from {})", metadata.name),
         })
         .unwrap_or_default();
-    format!("{path}: {}{origin}", error.kind)
+    format!("{path}: {}{origin}", without_values(&error.kind))
+}
+
+/// What went wrong, without the value that was found: a value in the wrong place may be a secret
+/// (`tokens = "…"` where a list belongs), and an error is printed and logged.
+fn without_values(kind: &figment::error::Kind) -> String {
+    use figment::error::{Actual, Kind};
+    let found = |actual: &Actual| match actual {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+        Actual::Float(_) => "a float",
+        Actual::Char(_) => "a character",
+        Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Unit => "nothing",
+        Actual::Option => "an option",
+        Actual::Seq => "a list",
+        Actual::Map => "a table",
+        _ => "a value of another type",
+    };
+    match kind {
+        Kind::InvalidType(actual, expected) => {
+            format!("invalid type: found {}, expected {expected}", found(actual))
+        }
+        Kind::InvalidValue(actual, expected) => {
+            format!("invalid value: found {}, expected {expected}", found(actual))
+        }
+        Kind::UnknownField(field, expected) => {
+            format!("unknown key `{field}`; expected one of {}", expected.join(", "))
+        }
+        Kind::UnknownVariant(_, expected) => {
+            format!("unknown variant, expected one of {}", expected.join(", "))
+        }
+        Kind::Unsupported(actual) => format!("unsupported: {}", found(actual)),
+        Kind::UnsupportedKey(actual, _) => format!("unsupported key: {}", found(actual)),
+        other => other.to_string(),
+    }
 }
 
 /// Every problem found while loading the configuration.
@@ -868,6 +989,98 @@ mod tests {
     use figment::providers::Serialized;
 
     use super::*;
+
+    /// Writes `text` to a temporary file and loads it as a component would.
+    fn load_text(text: &str) -> Result<Config, ConfigErrors> {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let path = directory.path().join("switchboard.toml");
+        std::fs::write(&path, text).expect("written");
+        Config::load(Some(&path))
+    }
+
+    #[test]
+    fn a_file_that_does_not_parse_stops_everything_with_its_line_and_column() {
+        let errors = load_text("[grpc.auth]\nenabled = true,\n").expect_err("a stray comma is an error");
+        let problem = errors.0.join("\n");
+        assert!(problem.contains("switchboard.toml, line 2, column 15"), "{problem}");
+        assert!(problem.contains("expected newline"), "{problem}");
+        // Every component reads its sections through the same loader.
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let path = directory.path().join("bad.toml");
+        std::fs::write(&path, "[gateway\nlisten = 1").expect("written");
+        for sections in [None, Some(&["nats", "grpc", "sms"][..]), Some(&["gateway"][..])] {
+            assert!(Config::load_sections(Some(&path), sections).is_err(), "{sections:?}");
+        }
+        // A file that is not UTF-8, or not readable as a file, is an error too.
+        std::fs::write(&path, b"[nats]\nurl = \"\xff\"\n").expect("written");
+        assert!(Config::load(Some(&path)).is_err());
+        assert!(Config::load(Some(directory.path())).is_err());
+    }
+
+    #[test]
+    fn what_the_gateway_would_refuse_is_refused_by_config_check() {
+        let cases = [
+            // A Standard Webhooks replay after the duplicate window but within the tolerance.
+            (
+                "[[gateway.sources]]\nname = \"s\"\nstandard_webhooks_secrets = [\"whsec_c2VjcmV0\"]\nstandard_webhooks_tolerance = \"5m\"",
+                "longer than nats.stream.duplicate_window",
+            ),
+            (
+                "[[gateway.sources]]\nname = \"s\"\nstandard_webhooks_secrets = [\"whsec_not base64!\"]",
+                "whsec_<base64>",
+            ),
+            ("[[gateway.sources]]\nname = \"s\"\ntokens = [\"sha256:abc\"]", "sha256: token is not"),
+            (
+                "[[gateway.sources]]\nname = \"s\"\nbasic = [{ user = \"u\", password = \"sha256:zz\" }]",
+                "sha256: token is not hex",
+            ),
+        ];
+        for (text, expected) in cases {
+            let errors = load_text(text).expect_err(text);
+            assert!(errors.0.iter().any(|problem| problem.contains(expected)), "{text}: {errors}");
+        }
+        // Raising the window with the tolerance is fine; so are the defaults.
+        load_text("[nats.stream]\nduplicate_window = \"5m\"\n[[gateway.sources]]\nname = \"s\"\nstandard_webhooks_secrets = [\"whsec_c2VjcmV0\"]\nstandard_webhooks_tolerance = \"5m\"")
+            .expect("a window covering the tolerance");
+        load_text("[[gateway.sources]]\nname = \"s\"\nstandard_webhooks_secrets = [\"whsec_c2VjcmV0\"]")
+            .expect("defaults");
+    }
+
+    #[test]
+    fn no_error_shows_a_secret() {
+        const SECRET: &str = "hunter2-s3cr3t-value";
+        // Every setting that holds a secret, given the wrong type and a wrong value.
+        let settings = [
+            ("[nats.auth]\npassword = [\"{S}\"]", "nats.auth.password"),
+            ("[nats.auth]\ntoken = { a = \"{S}\" }", "nats.auth.token"),
+            ("[nats.auth]\nnkey_seed = [\"{S}\"]", "nats.auth.nkey_seed"),
+            ("[sms]\ndatabase_url = [\"{S}\"]", "sms.database_url"),
+            ("[sms]\ndatabase_url = \"{S}\"", "sms.database_url"),
+            (
+                "[grpc.auth]\nenabled = true\n[[grpc.auth.clients]]\nname = \"a\"\ntokens = \"{S}\"\nservices = [\"*\"]",
+                "grpc.auth.clients",
+            ),
+            ("[[gateway.sources]]\nname = \"p\"\ntokens = \"{S}\"", "gateway.sources"),
+            ("[[gateway.sources]]\nname = \"p\"\nquery_tokens = \"{S}\"", "gateway.sources"),
+            ("[[gateway.sources]]\nname = \"p\"\nsignature_keys = \"{S}\"", "gateway.sources"),
+            ("[[gateway.sources]]\nname = \"p\"\nstandard_webhooks_secrets = \"{S}\"", "gateway.sources"),
+            ("[[gateway.sources]]\nname = \"p\"\nstandard_webhooks_secrets = [\"{S}\"]", "gateway.sources"),
+            ("[[gateway.sources]]\nname = \"p\"\ntokens = [\"sha256:{S}\"]", "gateway.sources"),
+            (
+                "[[gateway.sources]]\nname = \"p\"\nbasic = [{ user = \"u\", password = [\"{S}\"] }]",
+                "gateway.sources",
+            ),
+            ("[[gateway.sources]]\nname = \"p\"\nbasic = \"{S}\"", "gateway.sources"),
+            ("[nats]\nurl = \"nats://user:{S}@host:notaport\"", "nats.url"),
+        ];
+        for (template, path) in settings {
+            let text = template.replace("{S}", SECRET);
+            let errors = load_text(&text).expect_err(&format!("{path}: a wrong setting is an error"));
+            let printed = format!("{errors} {errors:?}");
+            assert!(printed.contains(path.split('.').next().unwrap_or_default()), "{path}: {printed}");
+            assert!(!printed.contains(SECRET), "{path} shows its secret: {printed}");
+        }
+    }
 
     #[test]
     fn shipped_defaults_equal_the_code_defaults() {

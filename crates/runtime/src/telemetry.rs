@@ -17,14 +17,24 @@ pub fn log_subscriber<W>(
 where
     W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(&config.filter)
-        .map_err(|error| format!("log.filter {:?} is not a valid filter: {error}", config.filter))?;
+    let filter = log_filter(config, std::env::var("RUST_LOG").ok().as_deref())?;
     let builder =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_span_events(FmtSpan::NONE);
     Ok(match config.format {
         LogFormat::Pretty => Box::new(builder.with_target(true).finish()),
         LogFormat::Json => Box::new(builder.json().flatten_event(true).with_current_span(false).finish()),
     })
+}
+
+/// `RUST_LOG`, when set and not empty, as operators of Rust services expect; otherwise
+/// `[log] filter`. An invalid filter is an error either way, never a silent default.
+fn log_filter(config: &LogConfig, rust_log: Option<&str>) -> Result<EnvFilter, String> {
+    match rust_log.map(str::trim).filter(|value| !value.is_empty()) {
+        Some(value) => EnvFilter::try_new(value)
+            .map_err(|error| format!("RUST_LOG {value:?} is not a valid filter: {error}")),
+        None => EnvFilter::try_new(&config.filter)
+            .map_err(|error| format!("log.filter {:?} is not a valid filter: {error}", config.filter)),
+    }
 }
 
 /// Installs the log subscriber for the whole process (binaries only).
@@ -55,4 +65,21 @@ pub fn metrics() -> PrometheusHandle {
             }
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_log_wins_over_the_configured_filter() {
+        let config = LogConfig { filter: "info".to_owned(), ..LogConfig::default() };
+        assert_eq!(
+            log_filter(&config, Some("switchboard=trace")).expect("valid").to_string(),
+            "switchboard=trace"
+        );
+        assert_eq!(log_filter(&config, None).expect("valid").to_string(), "info");
+        assert_eq!(log_filter(&config, Some("  ")).expect("valid").to_string(), "info");
+        assert!(log_filter(&config, Some("=[")).is_err());
+    }
 }

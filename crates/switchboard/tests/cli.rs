@@ -569,3 +569,48 @@ async fn rebuild_with_swap_moves_the_files_and_resumes_the_consumer_after_the_re
     assert!(!again.success && again.stderr.contains(".bak already exists"), "{}", again.stderr);
     assert!(!dir.join("sms.db.rebuild").exists());
 }
+
+/// A configuration file that does not parse stops `config check` and every component, with the
+/// file, line and column; a wrong type on a secret never shows the secret.
+#[tokio::test]
+async fn a_broken_configuration_file_stops_everything_and_shows_no_secret() {
+    let directory = data_dir();
+    let broken = directory.path().join("broken.toml");
+    std::fs::write(&broken, "[grpc.auth]\nenabled = true,\n").expect("written");
+    for args in
+        [vec!["config", "check"], vec!["config", "check", "--for", "sms"], vec!["sms"], vec!["gateway"]]
+    {
+        let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("--config")
+            .arg(&broken)
+            .args(&args)
+            .env_remove("SWITCHBOARD_CONFIG")
+            .env("SWITCHBOARD_STORAGE__DATA_DIR", directory.path())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(20), output)
+            .await
+            .expect("it stops at once")
+            .expect("it runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} accepted a broken file");
+        assert!(stderr.contains("broken.toml, line 2, column 15"), "{args:?}: {stderr}");
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("valid"), "{args:?}");
+    }
+    let secret = directory.path().join("secret.toml");
+    std::fs::write(&secret, "[[gateway.sources]]\nname = \"p\"\ntokens = \"s3cr3t-token-value\"\n")
+        .expect("written");
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("--config")
+        .arg(&secret)
+        .args(["config", "check"])
+        .env_remove("SWITCHBOARD_CONFIG")
+        .output()
+        .await
+        .expect("it runs");
+    let printed =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!output.status.success());
+    assert!(printed.contains("gateway.sources.0.tokens: invalid type: found a string"), "{printed}");
+    assert!(!printed.contains("s3cr3t-token-value"), "{printed}");
+}

@@ -137,6 +137,9 @@ fn provider_signature_with_either_key() {
     assert!(check(&authenticator, &headers(&[("signature", &signature[..10])]), None, body).is_err());
     assert!(check(&authenticator, &headers(&[("signature", "")]), None, body).is_err(), "empty");
     assert!(check(&authenticator, &headers(&[("signature", "zz")]), None, body).is_err());
+    // Hex is read in either case, as docs/gateway.md says: the provider documents lowercase.
+    let upper = hex_hmac(b"webhook-secret", body).to_uppercase();
+    assert!(check(&authenticator, &headers(&[("signature", &upper)]), None, body).is_ok(), "uppercase hex");
     assert_eq!(check(&authenticator, &HeaderMap::new(), None, body), Err(AuthError::Missing));
 }
 
