@@ -34,8 +34,18 @@ const REPLICAS: usize = 2;
 /// every restart lands in the middle of the load and each restarted process takes part of it.
 const BETWEEN_RESTARTS: usize = 100;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port").port()
+/// Ports that were free when chosen, all different. They come from below Linux's default range of
+/// ephemeral ports (32768 and up), so that no outgoing connection takes one while its process is
+/// restarting: each process is started again on the same ports.
+fn free_ports(count: usize) -> Vec<u16> {
+    let mut ports = Vec::with_capacity(count);
+    while ports.len() < count {
+        let port = rand::random_range(20_000..32_000);
+        if !ports.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 /// A TOML basic string.
@@ -82,14 +92,14 @@ struct Replica {
 }
 
 impl Replica {
-    fn new(component: Component, number: usize, directory: &Path, config: &Path) -> Replica {
+    fn new(component: Component, number: usize, ports: [u16; 2], directory: &Path, config: &Path) -> Replica {
         let name = format!("{}-{number}", component.name());
         Replica {
             component,
             number,
             config: config.to_path_buf(),
-            admin_port: free_port(),
-            port: free_port(),
+            admin_port: ports[0],
+            port: ports[1],
             log: directory.join(format!("{name}.log")),
             child: None,
         }
@@ -223,10 +233,13 @@ async fn a_rolling_restart_of_every_process_under_load_loses_and_repeats_nothing
     }
     let directory = tempfile::Builder::new().prefix("switchboard-rolling-").tempdir().expect("a directory");
     let config = config_file(directory.path(), &nats.url(), &urls);
+    let components = Component::available();
+    let mut ports = free_ports(2 * REPLICAS * components.len()).into_iter();
     let mut replicas = Vec::new();
-    for component in Component::available() {
+    for component in components {
         for number in 1..=REPLICAS {
-            replicas.push(Replica::new(component, number, directory.path(), &config));
+            let ports = [ports.next().expect("a port"), ports.next().expect("a port")];
+            replicas.push(Replica::new(component, number, ports, directory.path(), &config));
         }
     }
     let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("http client");
