@@ -16,14 +16,13 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use switchboard::Component;
 use switchboard_events::Product;
 use switchboard_runtime::Secret;
 use switchboard_runtime::config::Config;
 use switchboard_store::sqlx::{self, Connection, Executor};
 use switchboard_tests::faults::check::{
-    Services, Summary, assert_same_state, snapshot, verify, wait_drained,
+    Services, Summary, assert_same_state, delete_consumers, snapshot, verify, wait_drained,
 };
 use switchboard_tests::faults::load::{Load, workload};
 use switchboard_tests::{NatsCluster, NatsServer, PostgresServer, TestBackend, TestDatabase, TestSystem};
@@ -196,11 +195,7 @@ impl Rig {
         // A clean replay: fresh services on fresh databases read the same stream from the start.
         let faulted = snapshot(&Services::from(services), &finished).await;
         self.stop_services().await;
-        let stream = jetstream.get_stream("SWITCHBOARD").await.expect("stream");
-        let names: Vec<String> = stream.consumer_names().try_collect().await.expect("consumer names");
-        for name in names {
-            stream.delete_consumer(&name).await.expect("consumer deleted");
-        }
+        delete_consumers(&jetstream).await;
         let replay = TestSystem::builder()
             .components(&service_components())
             .nats(self.nats.url())

@@ -159,6 +159,24 @@ pub async fn wait_drained(jetstream: &jetstream::Context) {
     .await;
 }
 
+/// Deletes every consumer of the events stream, so that services started afresh read it from the
+/// start. On a cluster a deletion can time out while the consumer's replicas catch up after a
+/// restart: it is tried again until the consumer is gone.
+pub async fn delete_consumers(jetstream: &jetstream::Context) {
+    let stream = jetstream.get_stream(STREAM).await.expect("the events stream");
+    let names: Vec<String> = stream.consumer_names().try_collect().await.expect("consumer names");
+    for name in names {
+        wait_until(&format!("consumer {name} to be deleted"), Duration::from_secs(30), || async {
+            if stream.delete_consumer(&name).await.is_ok() {
+                return Some(());
+            }
+            let remaining: Vec<String> = stream.consumer_names().try_collect().await.ok()?;
+            (!remaining.contains(&name)).then_some(())
+        })
+        .await;
+    }
+}
+
 /// The key an event is projected under (what its query looks up).
 fn key_of(kind: EventKind, body: &str) -> String {
     let value: serde_json::Value = serde_json::from_str(body).expect("the workload is strict JSON");
