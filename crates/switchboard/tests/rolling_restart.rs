@@ -221,16 +221,19 @@ impl Drop for Fleet {
     }
 }
 
-/// Events not yet applied and acknowledged, over every consumer of the events stream.
-async fn unacknowledged(jetstream: &async_nats::jetstream::Context) -> u64 {
+/// The consumers of the events stream with events not yet applied and acknowledged, and how many.
+async fn unacknowledged(jetstream: &async_nats::jetstream::Context) -> Vec<(String, u64)> {
     let stream = jetstream.get_stream("SWITCHBOARD").await.expect("the events stream");
     let names: Vec<String> = stream.consumer_names().try_collect().await.expect("consumer names");
-    let mut behind = 0;
+    let mut behind = Vec::new();
     for name in names {
         let mut consumer: async_nats::jetstream::consumer::PullConsumer =
             stream.get_consumer(&name).await.expect("the consumer");
         let info = consumer.info().await.expect("consumer info");
-        behind += info.num_pending + info.num_ack_pending as u64;
+        let events = info.num_pending + info.num_ack_pending as u64;
+        if events > 0 {
+            behind.push((name, events));
+        }
     }
     behind
 }
@@ -301,7 +304,7 @@ async fn a_rolling_restart_of_every_process_under_load_loses_and_repeats_nothing
     times.sort();
     eprintln!(
         "{} processes restarted one by one: SIGTERM to ready again median {} ms, slowest {} ms ({}); \
-         SIGTERM to exit at most {} ms; the load took {} ms; {} events not yet applied then, all \
+         SIGTERM to exit at most {} ms; the load took {} ms; events not yet applied then {:?}, all \
          applied {} ms later",
         recoveries.len(),
         times[times.len() / 2].as_millis(),
