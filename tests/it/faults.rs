@@ -13,22 +13,19 @@
 //! be a dead letter; and the services' query answers must equal those of fresh services that replay
 //! the stream into fresh databases. Each scenario prints a summary line and asserts `lost == 0`.
 
-mod check;
-mod load;
-
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use switchboard::Component;
 use switchboard_events::Product;
 use switchboard_runtime::Secret;
 use switchboard_runtime::config::Config;
 use switchboard_store::sqlx::{self, Connection, Executor};
+use switchboard_tests::faults::check::{
+    Services, Summary, assert_same_state, delete_consumers, snapshot, verify, wait_drained,
+};
+use switchboard_tests::faults::load::{Load, workload};
 use switchboard_tests::{NatsCluster, NatsServer, PostgresServer, TestBackend, TestDatabase, TestSystem};
-
-use self::check::{Summary, assert_same_state, snapshot, verify, wait_drained};
-use self::load::{Load, workload};
 
 /// Message ids in the workload (about 460 deliveries in all).
 const MESSAGES: usize = 60;
@@ -99,7 +96,7 @@ struct Rig {
     gateway: Option<TestSystem>,
     services: Option<TestSystem>,
     /// Where the load sends: a restarted gateway listens on a new port.
-    gateway_url: Arc<RwLock<String>>,
+    gateway_url: Arc<RwLock<Vec<String>>>,
 }
 
 impl Rig {
@@ -113,7 +110,7 @@ impl Rig {
             databases,
             gateway: None,
             services: None,
-            gateway_url: Arc::new(RwLock::new(String::new())),
+            gateway_url: Arc::new(RwLock::new(Vec::new())),
         };
         rig.start_gateway().await;
         rig.start_services().await;
@@ -129,7 +126,7 @@ impl Rig {
             .start()
             .await
             .expect("the gateway starts");
-        *self.gateway_url.write().expect("url lock") = gateway.gateway_url.clone();
+        *self.gateway_url.write().expect("url lock") = vec![gateway.gateway_url.clone()];
         self.gateway = Some(gateway);
     }
 
@@ -188,7 +185,7 @@ impl Rig {
         let jetstream = self.jetstream().await;
         wait_drained(&jetstream).await;
         let services = self.services.as_ref().expect("services running");
-        let summary = verify(scenario, &finished, services, &jetstream).await;
+        let summary = verify(scenario, &finished, &Services::from(services), &jetstream).await;
         summary.print();
         assert_eq!(summary.lost, 0, "{scenario}: {summary:?}");
         assert_eq!(summary.duplicated, 0, "{scenario}: {summary:?}");
@@ -196,13 +193,9 @@ impl Rig {
         assert_eq!(summary.projected, summary.distinct, "{scenario}: {summary:?}");
 
         // A clean replay: fresh services on fresh databases read the same stream from the start.
-        let faulted = snapshot(services, &finished).await;
+        let faulted = snapshot(&Services::from(services), &finished).await;
         self.stop_services().await;
-        let stream = jetstream.get_stream("SWITCHBOARD").await.expect("stream");
-        let names: Vec<String> = stream.consumer_names().try_collect().await.expect("consumer names");
-        for name in names {
-            stream.delete_consumer(&name).await.expect("consumer deleted");
-        }
+        delete_consumers(&jetstream).await;
         let replay = TestSystem::builder()
             .components(&service_components())
             .nats(self.nats.url())
@@ -211,7 +204,7 @@ impl Rig {
             .await
             .expect("replay services start");
         wait_drained(&jetstream).await;
-        let replayed = snapshot(&replay, &finished).await;
+        let replayed = snapshot(&Services::from(&replay), &finished).await;
         assert_same_state(scenario, &faulted, &replayed);
         replay.stop().await.expect("a clean stop");
         if let Some(gateway) = self.gateway.take() {

@@ -13,6 +13,7 @@ use switchboard_proto::interact::{
     watch_response::Change,
 };
 use switchboard_runtime::grpc::timestamp;
+use switchboard_tests::workload::vmn;
 use switchboard_tests::{TestSystem, fixture, wait_until};
 use tonic::Code;
 
@@ -31,19 +32,6 @@ fn vmn_from_fixture(set: &str, name: &str, id: &str) -> String {
         "the fixture {set}/{name} no longer has the expected shape"
     );
     body
-}
-
-pub(crate) fn vmn(id: &str, to: &str, from: &str, text: &str) -> String {
-    serde_json::json!({
-        "event": "vmn:message:in",
-        "payload": {
-            "id": id,
-            "channels": [{"name": "vmn", "to": to}],
-            "recipient": {"from": from, "user": {"id": format!("user-{from}"), "first_name": "Asha"}},
-            "message": {"type": "text", "payload": {"text": text}},
-        },
-    })
-    .to_string()
 }
 
 /// Waits until the message exists and satisfies `done`, then returns it.

@@ -8,9 +8,12 @@
 //!   server at `SB_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`) and
 //!   dropped afterwards.
 //! * [`TestSystem`] runs the real components in process against both, with port-0 listeners.
+//! * [`faults`] plays the provider under faults and checks that nothing stored was lost or applied
+//!   twice.
 #![forbid(unsafe_code)]
 
 mod database;
+pub mod faults;
 mod nats;
 mod postgres;
 pub mod projection;

@@ -166,6 +166,20 @@ pub fn sms_id(message: usize) -> String {
     format!("{}:1", message_uuid(message))
 }
 
+/// A `vmn:message:in` body: `text` from `from` to the virtual number `to`.
+pub fn vmn(id: &str, to: &str, from: &str, text: &str) -> String {
+    json!({
+        "event": "vmn:message:in",
+        "payload": {
+            "id": id,
+            "channels": [{"name": "vmn", "to": to}],
+            "recipient": {"from": from, "user": {"id": format!("user-{from}"), "first_name": "Asha"}},
+            "message": {"type": "text", "payload": {"text": text}},
+        },
+    })
+    .to_string()
+}
+
 /// A gateway and an sms service in this process, on their own nats-server and database.
 pub async fn sms_system() -> anyhow::Result<crate::TestSystem> {
     crate::TestSystem::builder()

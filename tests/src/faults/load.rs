@@ -10,28 +10,30 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use switchboard_events::EventKind;
-use switchboard_tests::{TEST_TOKEN, fixture, wait_until};
 use tokio::task::JoinSet;
+
+use crate::workload::vmn;
+use crate::{TEST_TOKEN, fixture, wait_until};
 
 /// One delivery the provider makes (a duplicate is a second `Planned` with the same body).
 #[derive(Debug, Clone)]
-pub(crate) struct Planned {
-    pub(crate) kind: EventKind,
-    pub(crate) body: String,
+pub struct Planned {
+    pub kind: EventKind,
+    pub body: String,
 }
 
 /// What the gateway answered with its 2xx.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Receipt {
-    pub(crate) sequence: u64,
-    pub(crate) duplicate: bool,
+pub struct Receipt {
+    pub sequence: u64,
+    pub duplicate: bool,
 }
 
 /// SMS reports for `messages` message ids, five statuses each (the final one is `DELIVRD`, whose
 /// delivery time is the latest among the finals); WhatsApp sent/delivered/read triples; voice CDRs;
 /// two versions of each contact; sms opt-outs; VMN inbound messages. One delivery in seven is sent
 /// twice, and everything is shuffled (seeded, so a failure can be replayed).
-pub(crate) fn workload(messages: usize, seed: u64) -> Vec<Planned> {
+pub fn workload(messages: usize, seed: u64) -> Vec<Planned> {
     let mut planned = Vec::new();
     let sms_statuses = [
         ("AWAITING-DLR", "2021-04-09 16:27:36"),
@@ -69,12 +71,7 @@ pub(crate) fn workload(messages: usize, seed: u64) -> Vec<Planned> {
         planned.push(Planned { kind: EventKind::VoiceMessageOut, body: call.to_string() });
         planned.push(Planned {
             kind: EventKind::VmnMessageIn,
-            body: crate::interact::vmn(
-                &vmn_id(message),
-                "919000099999",
-                "919876543210",
-                &format!("JOIN {message}"),
-            ),
+            body: vmn(&vmn_id(message), "919000099999", "919876543210", &format!("JOIN {message}")),
         });
     }
     for contact in 0..messages / 5 {
@@ -102,49 +99,51 @@ pub(crate) fn workload(messages: usize, seed: u64) -> Vec<Planned> {
     planned
 }
 
-pub(crate) fn sms_id(message: usize) -> String {
+pub fn sms_id(message: usize) -> String {
     format!("fault-{message}:1")
 }
 
-pub(crate) fn whatsapp_id(message: usize) -> String {
+pub fn whatsapp_id(message: usize) -> String {
     format!("wa-fault-{message}")
 }
 
-pub(crate) fn call_id(message: usize) -> String {
+pub fn call_id(message: usize) -> String {
     format!("call-fault-{message}")
 }
 
-pub(crate) fn vmn_id(message: usize) -> String {
+pub fn vmn_id(message: usize) -> String {
     format!("vmn-fault-{message}")
 }
 
 /// Counts for the summary.
 #[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) attempts: AtomicUsize,
-    pub(crate) refused: AtomicUsize,
-    pub(crate) accepted: AtomicUsize,
+pub struct Counters {
+    pub attempts: AtomicUsize,
+    pub refused: AtomicUsize,
+    pub accepted: AtomicUsize,
     /// The slowest attempt, answered or not (microseconds).
-    pub(crate) worst_latency_micros: AtomicU64,
+    pub worst_latency_micros: AtomicU64,
 }
 
 /// A load in progress: `workers` senders share a queue of deliveries; a delivery that does not get a
 /// 2xx (an error status, a refused connection, no answer within the provider's 3 seconds) goes back
-/// to the end of the queue and is retried later, as the provider would.
+/// to the end of the queue and is retried later, as the provider would. With several gateways, the
+/// deliveries are spread over them and each retry goes to the next one, as a load balancer would
+/// send it away from a gateway that is down.
 #[derive(Debug)]
-pub(crate) struct Load {
-    pub(crate) planned: Arc<Vec<Planned>>,
-    pub(crate) receipts: Arc<Mutex<Vec<Option<Receipt>>>>,
-    pub(crate) counters: Arc<Counters>,
+pub struct Load {
+    pub planned: Arc<Vec<Planned>>,
+    pub receipts: Arc<Mutex<Vec<Option<Receipt>>>>,
+    pub counters: Arc<Counters>,
     senders: JoinSet<()>,
 }
 
 impl Load {
-    /// Starts sending to whatever `gateway_url` holds at the time of each attempt (a restarted
+    /// Starts sending to whatever `gateway_urls` holds at the time of each attempt (a restarted
     /// gateway listens elsewhere). Each worker pauses `pace` after a 2xx, so faults land mid-load.
-    pub(crate) fn start(
+    pub fn start(
         planned: Vec<Planned>,
-        gateway_url: Arc<RwLock<String>>,
+        gateway_urls: Arc<RwLock<Vec<String>>>,
         workers: usize,
         pace: Duration,
         deadline: Duration,
@@ -152,28 +151,28 @@ impl Load {
         let planned = Arc::new(planned);
         let receipts = Arc::new(Mutex::new(vec![None; planned.len()]));
         let counters = Arc::new(Counters::default());
-        let queue = Arc::new(Mutex::new((0..planned.len()).collect::<VecDeque<usize>>()));
+        // Each delivery with the number of attempts it had.
+        let queue = Arc::new(Mutex::new((0..planned.len()).map(|index| (index, 0)).collect::<VecDeque<_>>()));
         let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().expect("http client");
         let give_up = Instant::now() + deadline;
         let mut senders = JoinSet::new();
         for _ in 0..workers {
-            let (planned, receipts, counters, queue, http, gateway_url) = (
+            let (planned, receipts, counters, queue, http, gateway_urls) = (
                 planned.clone(),
                 receipts.clone(),
                 counters.clone(),
                 queue.clone(),
                 http.clone(),
-                gateway_url.clone(),
+                gateway_urls.clone(),
             );
             senders.spawn(async move {
                 while Instant::now() < give_up {
-                    let Some(index) = queue.lock().expect("queue lock").pop_front() else { break };
+                    let Some((index, tries)) = queue.lock().expect("queue lock").pop_front() else { break };
                     let delivery = &planned[index];
-                    let url = format!(
-                        "{}/v1/events/{}",
-                        gateway_url.read().expect("url lock"),
-                        delivery.kind.as_str()
-                    );
+                    let url = {
+                        let urls = gateway_urls.read().expect("urls lock");
+                        format!("{}/v1/events/{}", urls[(index + tries) % urls.len()], delivery.kind.as_str())
+                    };
                     counters.attempts.fetch_add(1, Ordering::Relaxed);
                     let attempt = Instant::now();
                     let outcome = send(&http, &url, &delivery.body).await;
@@ -187,7 +186,7 @@ impl Load {
                         }
                         None => {
                             counters.refused.fetch_add(1, Ordering::Relaxed);
-                            queue.lock().expect("queue lock").push_back(index);
+                            queue.lock().expect("queue lock").push_back((index, tries + 1));
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                     }
@@ -197,12 +196,12 @@ impl Load {
         Load { planned, receipts, counters, senders }
     }
 
-    pub(crate) fn accepted(&self) -> usize {
+    pub fn accepted(&self) -> usize {
         self.counters.accepted.load(Ordering::Relaxed)
     }
 
     /// Waits until at least `count` deliveries got their 2xx.
-    pub(crate) async fn wait_accepted(&self, count: usize) {
+    pub async fn wait_accepted(&self, count: usize) {
         wait_until(&format!("{count} accepted deliveries"), Duration::from_secs(30), || async {
             (self.accepted() >= count).then_some(())
         })
@@ -210,7 +209,7 @@ impl Load {
     }
 
     /// Waits until every sender stopped (all delivered, or the deadline passed).
-    pub(crate) async fn finish(mut self) -> Finished {
+    pub async fn finish(mut self) -> Finished {
         while self.senders.join_next().await.is_some() {}
         let receipts = self.receipts.lock().expect("receipts lock").clone();
         Finished { planned: self.planned, receipts, counters: self.counters }
@@ -218,10 +217,10 @@ impl Load {
 }
 
 #[derive(Debug)]
-pub(crate) struct Finished {
-    pub(crate) planned: Arc<Vec<Planned>>,
-    pub(crate) receipts: Vec<Option<Receipt>>,
-    pub(crate) counters: Arc<Counters>,
+pub struct Finished {
+    pub planned: Arc<Vec<Planned>>,
+    pub receipts: Vec<Option<Receipt>>,
+    pub counters: Arc<Counters>,
 }
 
 async fn send(http: &reqwest::Client, url: &str, body: &str) -> Option<Receipt> {

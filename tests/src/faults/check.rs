@@ -6,51 +6,111 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use futures::TryStreamExt;
-use switchboard_events::{EventKind, Subjects};
+use switchboard_events::{EventKind, Product, Subjects};
+use switchboard_proto::chat::chat_service_client::ChatServiceClient;
 use switchboard_proto::chat::{GetOutboundMessageRequest, ListOutboundMessagesRequest};
 use switchboard_proto::common::ListOptOutsRequest;
+use switchboard_proto::contacts::contacts_service_client::ContactsServiceClient;
 use switchboard_proto::contacts::{
     Contact, GetContactRequest, ListContactVersionsRequest, get_contact_request,
 };
+use switchboard_proto::interact::interact_service_client::InteractServiceClient;
 use switchboard_proto::interact::{
     GetMessageRequest as GetVmnRequest, ListMessagesRequest as ListVmnRequest,
 };
+use switchboard_proto::sms::sms_service_client::SmsServiceClient;
 use switchboard_proto::sms::{GetMessageRequest, ListMessagesRequest};
+use switchboard_proto::voice::voice_service_client::VoiceServiceClient;
 use switchboard_proto::voice::{GetCallRequest, ListCallsRequest};
-use switchboard_tests::{TestSystem, wait_until};
+use tonic::transport::Channel;
 
 use super::load::Finished;
+use crate::{TestSystem, wait_until};
 
 const STREAM: &str = "SWITCHBOARD";
 const PAGE: i32 = 1000;
 
+/// Where each product's query API answers: one address when the services share a process, one per
+/// product when each runs in a process of its own.
+#[derive(Debug, Clone)]
+pub struct Services {
+    urls: BTreeMap<Product, String>,
+}
+
+impl Services {
+    /// Every product at `url`.
+    pub fn at(url: &str) -> Services {
+        Services { urls: Product::ALL.iter().map(|product| (*product, url.to_owned())).collect() }
+    }
+
+    /// Each product at its own address.
+    pub fn each_at(urls: impl IntoIterator<Item = (Product, String)>) -> Services {
+        let urls: BTreeMap<Product, String> = urls.into_iter().collect();
+        assert!(
+            Product::ALL.iter().all(|product| urls.contains_key(product)),
+            "an address for every product"
+        );
+        Services { urls }
+    }
+
+    fn url(&self, product: Product) -> String {
+        self.urls[&product].clone()
+    }
+
+    pub async fn sms(&self) -> SmsServiceClient<Channel> {
+        SmsServiceClient::connect(self.url(Product::Sms)).await.expect("grpc connects")
+    }
+
+    pub async fn chat(&self) -> ChatServiceClient<Channel> {
+        ChatServiceClient::connect(self.url(Product::Chat)).await.expect("grpc connects")
+    }
+
+    pub async fn voice(&self) -> VoiceServiceClient<Channel> {
+        VoiceServiceClient::connect(self.url(Product::Voice)).await.expect("grpc connects")
+    }
+
+    pub async fn interact(&self) -> InteractServiceClient<Channel> {
+        InteractServiceClient::connect(self.url(Product::Interact)).await.expect("grpc connects")
+    }
+
+    pub async fn contacts(&self) -> ContactsServiceClient<Channel> {
+        ContactsServiceClient::connect(self.url(Product::Contacts)).await.expect("grpc connects")
+    }
+}
+
+impl From<&TestSystem> for Services {
+    fn from(system: &TestSystem) -> Services {
+        Services::at(&system.grpc_url)
+    }
+}
+
 /// The numbers of one scenario.
 #[derive(Debug, Default)]
-pub(crate) struct Summary {
-    pub(crate) scenario: &'static str,
+pub struct Summary {
+    pub scenario: &'static str,
     /// Deliveries planned (duplicates included).
-    pub(crate) sent: usize,
-    pub(crate) attempts: usize,
+    pub sent: usize,
+    pub attempts: usize,
     /// Attempts answered with something other than a 2xx (or not at all): retried later.
-    pub(crate) refused: usize,
+    pub refused: usize,
     /// The slowest attempt the provider made, answered or not.
-    pub(crate) worst_latency: Duration,
+    pub worst_latency: Duration,
     /// Deliveries that got a 2xx.
-    pub(crate) accepted: usize,
+    pub accepted: usize,
     /// Distinct events among the accepted deliveries.
-    pub(crate) distinct: usize,
+    pub distinct: usize,
     /// Distinct accepted events found in the stream, byte for byte, on their subject.
-    pub(crate) stored: usize,
+    pub stored: usize,
     /// Distinct accepted events found exactly once in their projection.
-    pub(crate) projected: usize,
+    pub projected: usize,
     /// Accepted events found more than once in their projection.
-    pub(crate) duplicated: usize,
+    pub duplicated: usize,
     /// Accepted events missing from the stream or from their projection.
-    pub(crate) lost: usize,
+    pub lost: usize,
 }
 
 impl Summary {
-    pub(crate) fn print(&self) {
+    pub fn print(&self) {
         eprintln!(
             "{:<28} {:>5} {:>8} {:>7} {:>8} {:>5} {:>8} {:>6} {:>9} {:>10} {:>4}\n{:<28} {:>5} {:>8} {:>7} {:>8} {:>5} {:>8} {:>6} {:>9} {:>10} {:>4}",
             "scenario",
@@ -80,7 +140,7 @@ impl Summary {
 }
 
 /// Waits until every consumer of the events stream has nothing pending and nothing unacknowledged.
-pub(crate) async fn wait_drained(jetstream: &jetstream::Context) {
+pub async fn wait_drained(jetstream: &jetstream::Context) {
     wait_until("every consumer to drain", Duration::from_secs(45), || async {
         let stream = jetstream.get_stream(STREAM).await.ok()?;
         let names: Vec<String> = stream.consumer_names().try_collect().await.ok()?;
@@ -99,6 +159,24 @@ pub(crate) async fn wait_drained(jetstream: &jetstream::Context) {
     .await;
 }
 
+/// Deletes every consumer of the events stream, so that services started afresh read it from the
+/// start. On a cluster a deletion can time out while the consumer's replicas catch up after a
+/// restart: it is tried again until the consumer is gone.
+pub async fn delete_consumers(jetstream: &jetstream::Context) {
+    let stream = jetstream.get_stream(STREAM).await.expect("the events stream");
+    let names: Vec<String> = stream.consumer_names().try_collect().await.expect("consumer names");
+    for name in names {
+        wait_until(&format!("consumer {name} to be deleted"), Duration::from_secs(30), || async {
+            if stream.delete_consumer(&name).await.is_ok() {
+                return Some(());
+            }
+            let remaining: Vec<String> = stream.consumer_names().try_collect().await.ok()?;
+            (!remaining.contains(&name)).then_some(())
+        })
+        .await;
+    }
+}
+
 /// The key an event is projected under (what its query looks up).
 fn key_of(kind: EventKind, body: &str) -> String {
     let value: serde_json::Value = serde_json::from_str(body).expect("the workload is strict JSON");
@@ -115,7 +193,7 @@ fn key_of(kind: EventKind, body: &str) -> String {
 }
 
 /// The raw JSON of every event the services hold for `kind` and `key`.
-async fn projected_bodies(services: &TestSystem, kind: EventKind, key: &str) -> Vec<String> {
+async fn projected_bodies(services: &Services, kind: EventKind, key: &str) -> Vec<String> {
     match kind {
         EventKind::SmsMessageStatus => {
             let request = GetMessageRequest { id: key.to_owned() };
@@ -172,10 +250,10 @@ async fn projected_bodies(services: &TestSystem, kind: EventKind, key: &str) -> 
 }
 
 /// Checks every accepted event against the stream and the projections, and fills in the summary.
-pub(crate) async fn verify(
+pub async fn verify(
     scenario: &'static str,
     finished: &Finished,
-    services: &TestSystem,
+    services: &Services,
     jetstream: &jetstream::Context,
 ) -> Summary {
     let counters = &finished.counters;
@@ -251,7 +329,7 @@ pub(crate) async fn verify(
 
 /// Every query answer the workload's keys and the list calls give, by name, as text: two systems
 /// with the same state give the same snapshot.
-pub(crate) async fn snapshot(services: &TestSystem, finished: &Finished) -> BTreeMap<String, String> {
+pub async fn snapshot(services: &Services, finished: &Finished) -> BTreeMap<String, String> {
     let mut answers = BTreeMap::new();
     let keys: BTreeSet<(EventKind, String)> = finished
         .planned
@@ -380,7 +458,7 @@ fn strip_status_details(answer: String) -> String {
 }
 
 /// Compares two snapshots, naming the answers that differ.
-pub(crate) fn assert_same_state(
+pub fn assert_same_state(
     scenario: &str,
     faulted: &BTreeMap<String, String>,
     replayed: &BTreeMap<String, String>,
