@@ -364,7 +364,7 @@ impl Default for SourceConfig {
             signature_keys: Vec::new(),
             signature_header: "signature".to_owned(),
             standard_webhooks_secrets: Vec::new(),
-            standard_webhooks_tolerance: Duration::from_secs(120),
+            standard_webhooks_tolerance: Duration::from_secs(60),
             allow_ips: Vec::new(),
             rate_limit: None,
             rate_burst: None,
@@ -761,13 +761,14 @@ impl Config {
             if source.standard_webhooks_tolerance.is_zero() {
                 problems.push(format!("{key}.standard_webhooks_tolerance: must be positive"));
             }
-            // A replay of a signed delivery is dropped as a duplicate only within the stream's
-            // duplicate window: past it, and still within the tolerance, it would be stored again.
+            // A signed delivery is accepted from one tolerance before its timestamp to one after,
+            // so a replay can come up to twice the tolerance after the first copy was stored. It
+            // is dropped as a duplicate only within the stream's duplicate window.
             if !source.standard_webhooks_secrets.is_empty()
-                && source.standard_webhooks_tolerance > self.nats.stream.duplicate_window
+                && source.standard_webhooks_tolerance.saturating_mul(2) > self.nats.stream.duplicate_window
             {
                 problems.push(format!(
-                    "{key}.standard_webhooks_tolerance: {} is longer than nats.stream.duplicate_window ({}): a delivery replayed in between would be stored again; lower the tolerance or raise the window",
+                    "{key}.standard_webhooks_tolerance: twice {} is longer than nats.stream.duplicate_window ({}): a delivery replayed in between would be stored again; lower the tolerance or raise the window",
                     humantime::format_duration(source.standard_webhooks_tolerance),
                     humantime::format_duration(self.nats.stream.duplicate_window),
                 ));
@@ -1040,7 +1041,7 @@ mod tests {
             assert!(errors.0.iter().any(|problem| problem.contains(expected)), "{text}: {errors}");
         }
         // Raising the window with the tolerance is fine; so are the defaults.
-        load_text("[nats.stream]\nduplicate_window = \"5m\"\n[[gateway.sources]]\nname = \"s\"\nstandard_webhooks_secrets = [\"whsec_c2VjcmV0\"]\nstandard_webhooks_tolerance = \"5m\"")
+        load_text("[nats.stream]\nduplicate_window = \"10m\"\n[[gateway.sources]]\nname = \"s\"\nstandard_webhooks_secrets = [\"whsec_c2VjcmV0\"]\nstandard_webhooks_tolerance = \"5m\"")
             .expect("a window covering the tolerance");
         load_text("[[gateway.sources]]\nname = \"s\"\nstandard_webhooks_secrets = [\"whsec_c2VjcmV0\"]")
             .expect("defaults");
