@@ -16,7 +16,7 @@
 //!    (SQLite's memory map and the binary) apart.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ use switchboard_runtime::config::NatsConfig;
 use switchboard_tests::workload::{self, Arrival};
 use switchboard_tests::{NatsServer, TestBackend, TestDatabase};
 
-use crate::gateway::{ChildGuard, cpu_seconds, free_port, sibling_binary, wait_ready};
+use crate::gateway::{cpu_seconds, free_port, sibling_binary, spawn_component, wait_ready};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -73,16 +73,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     switchboard_runtime::nats::provision_streams(&jetstream, &nats_config).await?;
 
     {
-        let gateway = ChildGuard(
-            Command::new(&binary)
-                .arg("--config")
-                .arg(&config)
-                .arg("gateway")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .with_context(|| format!("starting {}", binary.display()))?,
-        );
+        let gateway = spawn_component(&binary, &config, "gateway", &[])?;
         let admin = admin_port(&config)?;
         wait_ready(&format!("http://127.0.0.1:{admin}/readyz")).await?;
         for product in &options.products {
@@ -281,22 +272,15 @@ async fn drain(
     let data_dir = tempfile::Builder::new().prefix("switchboard-drain-data-").tempdir_in(directory)?;
     let database_cpu_before = postgres_cpu_seconds();
     let started = Instant::now();
-    let child = ChildGuard(
-        Command::new(binary)
-            .arg("--config")
-            .arg(config)
-            .arg(product.name())
-            .env(
-                format!("SWITCHBOARD_{}__DATABASE_URL", product.name().to_uppercase()),
-                database.url().expose(),
-            )
-            .env("SWITCHBOARD_STORAGE__DATA_DIR", data_dir.path())
-            .env("SWITCHBOARD_ADMIN__LISTEN", format!("127.0.0.1:{}", free_port()?))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {} {product}", binary.display()))?,
-    );
+    let environment = [
+        (
+            format!("SWITCHBOARD_{}__DATABASE_URL", product.name().to_uppercase()),
+            database.url().expose().to_owned(),
+        ),
+        ("SWITCHBOARD_STORAGE__DATA_DIR".to_owned(), data_dir.path().display().to_string()),
+        ("SWITCHBOARD_ADMIN__LISTEN".to_owned(), format!("127.0.0.1:{}", free_port()?)),
+    ];
+    let child = spawn_component(binary, config, product.name(), &environment)?;
     let pid = child.0.id();
     let mut peak_anonymous = 0.0f64;
     let mut peak_file = 0.0f64;

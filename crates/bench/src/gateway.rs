@@ -73,16 +73,7 @@ token_header = "authorization"
         Some(path) => path.clone(),
         None => sibling_binary("switchboard")?,
     };
-    let gateway = ChildGuard(
-        Command::new(&binary)
-            .arg("--config")
-            .arg(&config)
-            .arg("gateway")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?,
-    );
+    let gateway = spawn_component(&binary, &config, "gateway", &[])?;
     wait_ready(&format!("http://127.0.0.1:{admin_port}/readyz")).await?;
 
     let mut baseline = ChildGuard(
@@ -169,6 +160,25 @@ token_header = "authorization"
     drop(baseline);
     drop(nats);
     Ok(())
+}
+
+/// Starts `switchboard --config <config> <component>` with extra environment, output discarded.
+pub(crate) fn spawn_component(
+    binary: &Path,
+    config: &Path,
+    component: &str,
+    environment: &[(String, String)],
+) -> anyhow::Result<ChildGuard> {
+    let child = Command::new(binary)
+        .arg("--config")
+        .arg(config)
+        .arg(component)
+        .envs(environment.iter().map(|(name, value)| (name, value)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {} {component}", binary.display()))?;
+    Ok(ChildGuard(child))
 }
 
 /// Kills the child when the benchmark ends, however it ends.
