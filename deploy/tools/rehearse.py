@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
 import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -38,8 +36,6 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
-
-import yaml
 
 from manifests import ADMIN_PORT, GATEWAY_PORT, GRPC_PORT, PodTemplate, Rendering, render
 
@@ -311,12 +307,12 @@ class Rehearsal:
                          mapping: dict[int, int]) -> tuple[list[str], dict[str, str]]:
         self.materialise_files(pod, container, directory)
         environment = self.container_environment(container, pod_name, pod)
+        # Paths into the pod's mounts (`file:/var/run/…`, `/etc/switchboard/…`) move under its root.
         for name, value in list(environment.items()):
-            for prefix in ("file:/", "/etc/", "/var/"):
-                if value.startswith(prefix) and prefix == "file:/":
-                    environment[name] = "file:" + str(directory) + value[len("file:"):]
-                elif value.startswith(prefix):
-                    environment[name] = str(directory) + value
+            if value.startswith("file:/"):
+                environment[name] = "file:" + str(directory) + value[len("file:"):]
+            elif value.startswith(("/etc/", "/var/")):
+                environment[name] = str(directory) + value
         config_path = environment.get("SWITCHBOARD_CONFIG")
         if config_path and Path(config_path).is_file():
             text = Path(config_path).read_text()

@@ -319,11 +319,10 @@ async fn drain(
     })
 }
 
+/// Whether the child still runs (not gone, not a zombie).
 fn alive(child: &Child) -> bool {
-    Path::new("/proc").join(child.id().to_string()).join("stat").exists()
-        && std::fs::read_to_string(Path::new("/proc").join(child.id().to_string()).join("stat"))
-            .map(|stat| !stat.contains(") Z "))
-            .unwrap_or(false)
+    std::fs::read_to_string(Path::new("/proc").join(child.id().to_string()).join("stat"))
+        .is_ok_and(|stat| !stat.contains(") Z "))
 }
 
 async fn drained(stream: &async_nats::jetstream::stream::Stream, roots: &[(&str, &str)]) -> bool {
