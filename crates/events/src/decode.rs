@@ -2,6 +2,7 @@
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -39,7 +40,16 @@ pub enum Event {
 /// Decodes a body as `kind`: tolerant JSON, either envelope shape, the typed payload.
 pub fn decode(kind: EventKind, body: &[u8]) -> Result<Event, DecodeError> {
     Ok(match kind {
-        EventKind::SmsMessageStatus => Event::SmsStatus(decode_as(kind, body)?),
+        EventKind::SmsMessageStatus => {
+            let mut status: SmsStatus = decode_as(kind, body)?;
+            if status.credits.is_some()
+                && let Some(text) = number_text(body, "credits")
+            {
+                // A JSON number's own text: `2.0` stays "2.0", not the float's "2".
+                status.credits = Some(text);
+            }
+            Event::SmsStatus(status)
+        }
         EventKind::SmsUnsubscription
         | EventKind::WhatsappUnsubscription
         | EventKind::RcsUnsubscription
@@ -79,6 +89,24 @@ pub fn decode_as<T: DeserializeOwned>(kind: EventKind, body: &[u8]) -> Result<T,
     };
     serde_json::from_value(payload)
         .map_err(|error| DecodeError::Json(JsonError::Shape { message: error.to_string() }))
+}
+
+/// The text of the member `key` of the event's payload when it is a JSON number, exactly as it
+/// appears in the body (a decimal parsed as a float would lose its trailing zeros).
+fn number_text(body: &[u8], key: &str) -> Option<String> {
+    type Members<'a> = std::collections::BTreeMap<std::borrow::Cow<'a, str>, &'a RawValue>;
+    let normalized = tolerant::normalize(body, DEFAULT_MAX_DEPTH).ok()?;
+    let members: Members<'_> = serde_json::from_slice(&normalized.body).ok()?;
+    let member = match members.get("payload") {
+        Some(payload) if !members.contains_key("id") && payload.get().starts_with('{') => {
+            let payload: Members<'_> = serde_json::from_str(payload.get()).ok()?;
+            payload.get(key).copied()
+        }
+        _ => members.get(key).copied(),
+    }?;
+    let text = member.get();
+    text.starts_with(|character: char| character == '-' || character.is_ascii_digit())
+        .then(|| text.to_owned())
 }
 
 /// The SHA-256 of a body, hex: identifies an event's content independently of when or how often it
@@ -125,6 +153,25 @@ mod tests {
             other => panic!("expected a shape error, got {other:?}"),
         }
         assert_eq!(decode(EventKind::SmsMessageStatus, b"[1]"), Err(DecodeError::NotAnObject));
+    }
+
+    #[test]
+    fn a_decimal_sent_as_a_number_keeps_its_text() {
+        for (credits, expected) in
+            [("2.0", "2.0"), ("2.50", "2.50"), ("\"2.0000\"", "2.0000"), ("3", "3"), ("1e3", "1e3")]
+        {
+            let body =
+                format!(r#"{{"id": "r:1", "mobile": "91", "status": "DELIVRD", "credits": {credits},}}"#);
+            let Ok(Event::SmsStatus(status)) = decode(EventKind::SmsMessageStatus, body.as_bytes()) else {
+                panic!("{body} decodes");
+            };
+            assert_eq!(status.credits.as_deref(), Some(expected), "{body}");
+        }
+        let wrapped = br#"{"event": "sms:message:status", "payload": {"id": "r:1", "mobile": "91", "status": "DELIVRD", "credits": 0.50}}"#;
+        let Ok(Event::SmsStatus(status)) = decode(EventKind::SmsMessageStatus, wrapped) else {
+            panic!("the envelope decodes");
+        };
+        assert_eq!(status.credits.as_deref(), Some("0.50"));
     }
 
     #[test]

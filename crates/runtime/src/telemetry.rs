@@ -17,9 +17,24 @@ pub fn log_subscriber<W>(
 where
     W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
 {
+    log_subscriber_coloured(config, writer, false)
+}
+
+/// Like [`log_subscriber`], with ANSI colours when `colour` is true (for a terminal).
+pub fn log_subscriber_coloured<W>(
+    config: &LogConfig,
+    writer: W,
+    colour: bool,
+) -> Result<Box<dyn tracing::Subscriber + Send + Sync>, String>
+where
+    W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
+{
     let filter = log_filter(config, std::env::var("RUST_LOG").ok().as_deref())?;
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_span_events(FmtSpan::NONE);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(colour)
+        .with_span_events(FmtSpan::NONE);
     Ok(match config.format {
         LogFormat::Pretty => Box::new(builder.with_target(true).finish()),
         LogFormat::Json => Box::new(builder.json().flatten_event(true).with_current_span(false).finish()),
@@ -37,9 +52,14 @@ fn log_filter(config: &LogConfig, rust_log: Option<&str>) -> Result<EnvFilter, S
     }
 }
 
-/// Installs the log subscriber for the whole process (binaries only).
+/// Installs the log subscriber for the whole process (binaries only), writing to standard error:
+/// coloured only when it is a terminal and `NO_COLOR` is unset, so logs redirected to a file or
+/// collected from a container hold no escape codes.
 pub fn init_logging(config: &LogConfig) -> Result<(), String> {
-    let subscriber = log_subscriber(config, std::io::stderr)?;
+    use std::io::IsTerminal as _;
+    let colour =
+        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+    let subscriber = log_subscriber_coloured(config, std::io::stderr, colour)?;
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|error| format!("logging already set up: {error}"))
 }

@@ -12,15 +12,41 @@ use switchboard_runtime::config::{Config, SourceConfig};
 use switchboard_runtime::nats::connect_once;
 use tokio::process::{Child, Command};
 
-/// A `nats-server` started for this process; killed when dropped.
+/// A `nats-server` started for this process, in its own process group so a terminal's Ctrl-C
+/// reaches only `switchboard up`, which stops the server after its components ([`LocalNats::stop`]).
+/// Killed when dropped without being stopped.
 #[derive(Debug)]
 pub struct LocalNats {
     child: Child,
 }
 
+/// How long the server may take to write its stream state and exit after SIGTERM.
+const NATS_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl LocalNats {
+    /// Stops the server gracefully (SIGTERM: it flushes the stream to disk and exits), killing it
+    /// only when it has not exited within [`NATS_STOP_TIMEOUT`].
+    pub async fn stop(mut self) {
+        let pid = self.child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32));
+        if let Some(pid) = pid
+            && rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok()
+        {
+            match tokio::time::timeout(NATS_STOP_TIMEOUT, self.child.wait()).await {
+                Ok(Ok(status)) => {
+                    tracing::info!(%status, "nats-server stopped");
+                    return;
+                }
+                Ok(Err(error)) => tracing::warn!(%error, "cannot wait for nats-server"),
+                Err(_) => tracing::warn!("nats-server did not stop within 10 s of SIGTERM; killing it"),
+            }
+        }
+        let _ = self.child.kill().await;
+    }
+}
+
 impl Drop for LocalNats {
     fn drop(&mut self) {
-        // kill_on_drop also covers this; being explicit keeps the intent visible.
+        // After stop() this does nothing; otherwise (an early error) the server must not outlive us.
         let _ = self.child.start_kill();
     }
 }
@@ -74,6 +100,7 @@ pub async fn ensure_nats(config: &Config) -> anyhow::Result<Option<LocalNats>> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .context("cannot start nats-server")?;
@@ -126,8 +153,22 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     }
 }
 
+/// The banner's NATS line: which server the components use, and whether `up` started it.
+pub fn describe_nats(config: &Config, started_here: bool) -> String {
+    let url = switchboard_runtime::nats::redacted_url(&config.nats.url);
+    if started_here {
+        format!(
+            "{url} (nats-server started by this process; data in {}, log in {})",
+            config.storage.data_dir.join("nats").display(),
+            config.storage.data_dir.join("nats-server.log").display()
+        )
+    } else {
+        format!("{url} (a server that was already running there)")
+    }
+}
+
 /// What to paste to send a first webhook and read it back.
-pub fn banner(config: &Config, token: Option<&str>) -> String {
+pub fn banner(config: &Config, token: Option<&str>, nats: &str) -> String {
     let gateway_port = config.gateway.listen.port();
     let grpc_port = config.grpc.listen.port();
     let admin_port = config.admin.listen.port();
@@ -142,7 +183,7 @@ pub fn banner(config: &Config, token: Option<&str>) -> String {
         .map(|token| format!("-H 'Authorization: Bearer {token}' "))
         .unwrap_or_else(|| "-H 'Authorization: Bearer <your token>' ".to_owned());
     format!(
-        "\nSwitchboard is running.\n  webhooks: http://127.0.0.1:{gateway_port}/v1/events/{{event}}\n  gRPC:     127.0.0.1:{grpc_port} (reflection on; NO authentication: whoever reaches this port reads everything, see docs/security.md)\n  admin:    http://127.0.0.1:{admin_port}/readyz\n{token_line}\n\
+        "\nSwitchboard is running.\n  NATS:     {nats}\n  webhooks: http://127.0.0.1:{gateway_port}/v1/events/{{event}}\n  gRPC:     127.0.0.1:{grpc_port} (reflection on; NO authentication: whoever reaches this port reads everything, see docs/security.md)\n  admin:    http://127.0.0.1:{admin_port}/readyz\n{token_line}\n\
          Send a delivery report:\n  curl -sS {auth}-H 'Content-Type: application/json' \\\n    \
          --data '{{\"id\":\"b34e35ad-fe34-4a8b-977c-b21cd76cd7d6:1\",\"mobile\":\"918921269123\",\"status\":\"DELIVRD\",\"deliv_time\":\"2021-04-09 16:27:51\"}}' \\\n    \
          http://127.0.0.1:{gateway_port}/v1/events/sms:message:status\n\n\

@@ -215,65 +215,173 @@ async fn status_shows_the_stream_consumers_and_readiness() {
     system.stop().await.expect("clean stop");
 }
 
+/// Posts a body to the gateway as the provider would; returns the status code.
+async fn post(system: &TestSystem, event: &str, body: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{}/v1/events/{event}", system.gateway_url))
+        .bearer_auth(TEST_TOKEN)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("the gateway answers")
+        .status()
+        .as_u16()
+}
+
+async fn stream_messages(system: &TestSystem) -> u64 {
+    let jetstream = system.jetstream().await.expect("jetstream");
+    let mut stream = jetstream.get_stream("SWITCHBOARD").await.expect("stream");
+    stream.info().await.expect("stream info").state.messages
+}
+
 #[tokio::test]
-async fn dead_letters_are_listed_and_replayed_with_their_headers() {
+async fn bodies_the_gateway_refused_are_resubmitted_through_it_never_replayed_into_the_stream() {
     let system = TestSystem::start().await.expect("system starts");
     let data = data_dir();
     let dir = data.path();
-    let body = dir.join("not-json.txt");
-    std::fs::write(&body, "this is not json").expect("write body");
-    let body = body.to_str().expect("utf-8 path");
-    // An authenticated body that is not JSON: the gateway keeps it as a dead letter and answers 422.
-    let refused = run(
-        &system,
-        dir,
-        &["send", "sms:message:status", body, "--gateway", &system.gateway_url, "--token", TEST_TOKEN],
-    )
-    .await;
-    assert!(!refused.success);
-    assert!(refused.stderr.contains("422"), "{}", refused.stderr);
-
+    // Authenticated bodies the gateway refuses and keeps: an unknown event, not JSON, an empty body,
+    // an envelope naming another event.
+    let envelope = r#"{"event": "rcs:message:status", "payload": {"id": "m1", "status": "read"}}"#;
+    for (event, body) in [
+        ("sms:message:foo", r#"{"id": "x"}"#),
+        ("sms:message:status", "this is not json"),
+        ("sms:message:status", ""),
+        ("whatsapp:message:status", envelope),
+    ] {
+        let status = post(&system, event, body).await;
+        assert!((400..500).contains(&status), "{event} {body:?} answered {status}");
+    }
     let letters = run_ok(&system, dir, &["dlq", "list", "--json"]).await.json();
-    let letters = letters.as_array().expect("an array");
-    assert_eq!(letters.len(), 1);
-    let letter = &letters[0];
-    assert_eq!(letter["component"], "gateway");
-    assert_eq!(letter["original_subject"], "sms.message.status");
-    assert_eq!(letter["body"], "this is not json");
-    assert!(!letter["reason"].as_str().expect("a reason").is_empty());
-    let dead_sequence = letter["sequence"].as_u64().expect("sequence");
-    let shown = run_ok(&system, dir, &["dlq", "show", &dead_sequence.to_string(), "--json"]).await.json();
+    let letters = letters.as_array().expect("an array").clone();
+    assert_eq!(letters.len(), 4, "{letters:?}");
+    assert!(letters.iter().all(|letter| letter["component"] == "gateway"));
+    let not_json = letters.iter().find(|letter| letter["body"] == "this is not json").expect("kept");
+    assert_eq!(not_json["original_subject"], "sms.message.status");
+    assert!(!not_json["reason"].as_str().expect("a reason").is_empty());
+    let not_json_sequence = not_json["sequence"].as_u64().expect("sequence");
+    let shown = run_ok(&system, dir, &["dlq", "show", &not_json_sequence.to_string(), "--json"]).await.json();
     assert_eq!(shown["headers"]["Switchboard-Source"], "provider");
 
+    // Replaying everything leaves them alone: none entered the stream, none may enter it this way.
     let summary = run_ok(&system, dir, &["dlq", "replay", "--all", "--json"]).await.json();
-    assert_eq!(summary["replayed"].as_array().map(Vec::len), Some(1));
+    assert_eq!(summary["replayed"].as_array().map(Vec::len), Some(0), "{summary}");
+    assert_eq!(summary["failed"].as_array().map(Vec::len), Some(0), "{summary}");
+    assert_eq!(summary["not_replayable"].as_array().map(Vec::len), Some(4), "{summary}");
+    assert_eq!(stream_messages(&system).await, 0);
+    let table = run_ok(&system, dir, &["dlq", "replay", "--all"]).await;
+    assert!(table.stdout.contains("dlq resubmit"), "{}", table.stdout);
+    // Named, it is an error that says what to do instead.
+    let named = run(&system, dir, &["dlq", "replay", &not_json_sequence.to_string()]).await;
+    assert!(!named.success && named.stderr.contains("resubmit"), "{}", named.stderr);
+    assert_eq!(
+        run_ok(&system, dir, &["dlq", "list", "--json"]).await.json().as_array().map(Vec::len),
+        Some(4)
+    );
+
+    // Resubmitted as it is, it is refused again and kept; corrected, it is stored and deleted.
+    let again = run(
+        &system,
+        dir,
+        &[
+            "dlq",
+            "resubmit",
+            &not_json_sequence.to_string(),
+            "--gateway",
+            &system.gateway_url,
+            "--token",
+            TEST_TOKEN,
+        ],
+    )
+    .await;
+    assert!(!again.success && again.stderr.contains("422"), "{}", again.stderr);
+    let fixed = dir.join("fixed.json");
+    std::fs::write(&fixed, r#"{"id": "fixed:1", "mobile": "918921269123", "status": "DELIVRD"}"#)
+        .expect("write body");
+    let resubmitted = run_ok(
+        &system,
+        dir,
+        &[
+            "dlq",
+            "resubmit",
+            &not_json_sequence.to_string(),
+            "--body",
+            fixed.to_str().expect("utf-8 path"),
+            "--gateway",
+            &system.gateway_url,
+            "--token",
+            TEST_TOKEN,
+            "--json",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(resubmitted["accepted"], true);
+    assert_eq!(stream_messages(&system).await, 1);
+    let left = run_ok(&system, dir, &["dlq", "list", "--json"]).await.json();
+    assert!(left.as_array().expect("an array").iter().all(|letter| letter["sequence"] != not_json_sequence));
+    run_until_ok(&system, dir, &["sms", "get", "fixed:1", "--endpoint", &system.grpc_url]).await;
+    system.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn events_a_service_gave_up_on_are_replayed_with_their_headers() {
+    let system = TestSystem::start().await.expect("system starts");
+    let data = data_dir();
+    let dir = data.path();
+    // A body in the stream that the sms service cannot decode (no id): it dead-letters it.
+    let jetstream = system.jetstream().await.expect("jetstream");
+    let mut original = async_nats::HeaderMap::new();
+    original.insert("Switchboard-Source", "provider");
+    original.insert("Switchboard-Event", "sms:message:status");
+    original.insert("Nats-Msg-Id", "undecodable-1");
+    let body = r#"{"mobile": "918921269123", "status": "DELIVRD"}"#;
+    let ack = jetstream
+        .publish_with_headers("sms.message.status", original, body.into())
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+    let letter = wait_until("the sms service's dead letter", WAIT, || async {
+        let list = run_ok(&system, dir, &["dlq", "list", "--json"]).await.json();
+        list.as_array()?.first().cloned()
+    })
+    .await;
+    assert_eq!(letter["component"], "sms");
+    assert_eq!(letter["original_sequence"], ack.sequence);
+    let dead_sequence = letter["sequence"].as_u64().expect("sequence");
+    // It is not the gateway's to take: resubmit refuses it and names replay.
+    let resubmit = run(&system, dir, &["dlq", "resubmit", &dead_sequence.to_string()]).await;
+    assert!(!resubmit.success && resubmit.stderr.contains("dlq replay"), "{}", resubmit.stderr);
+
+    let summary = run_ok(&system, dir, &["dlq", "replay", "--all", "--json"]).await.json();
+    assert_eq!(summary["replayed"].as_array().map(Vec::len), Some(1), "{summary}");
     assert_eq!(summary["failed"].as_array().map(Vec::len), Some(0));
     let replayed = &summary["replayed"][0];
     assert_eq!(replayed["subject"], "sms.message.status");
     let stream_sequence = replayed["stream_sequence"].as_u64().expect("stream sequence");
 
     // The event is back in the main stream, byte for byte, with the original headers.
-    let jetstream = system.jetstream().await.expect("jetstream");
     let stream = jetstream.get_stream("SWITCHBOARD").await.expect("stream");
     let event = stream.get_raw_message(stream_sequence).await.expect("the replayed event");
-    assert_eq!(event.payload.as_ref(), b"this is not json");
+    assert_eq!(event.payload.as_ref(), body.as_bytes());
     assert_eq!(event.subject.as_str(), "sms.message.status");
     let header = |name: &str| event.headers.get(name).map(|value| value.as_str().to_owned());
     assert_eq!(header("Switchboard-Replayed-From"), Some(dead_sequence.to_string()));
     assert_eq!(header("Switchboard-Source").as_deref(), Some("provider"));
     assert_eq!(header("Switchboard-Event").as_deref(), Some("sms:message:status"));
+    assert_eq!(header("Nats-Msg-Id"), Some(format!("replay-{dead_sequence}-undecodable-1")));
     assert_eq!(header("Switchboard-Dlq-Reason"), None);
 
-    // The gateway's dead letter is gone; the sms service gives up on the replayed body in its turn.
-    let after = wait_until("the sms service's dead letter", WAIT, || async {
+    // The first dead letter is gone; the sms service gives up on the replayed body in its turn.
+    let after = wait_until("the replayed event's dead letter", WAIT, || async {
         let list = run_ok(&system, dir, &["dlq", "list", "--json"]).await.json();
         let list = list.as_array()?.clone();
-        (!list.is_empty()).then_some(list)
+        (list.first()?["original_sequence"] == stream_sequence).then_some(list)
     })
     .await;
-    assert!(after.iter().all(|letter| letter["sequence"] != dead_sequence));
+    assert_eq!(after.len(), 1);
     assert_eq!(after[0]["component"], "sms");
-    assert_eq!(after[0]["original_sequence"], stream_sequence);
 
     let purge_refused = run(&system, dir, &["dlq", "purge", "--all"]).await;
     assert!(!purge_refused.success && purge_refused.stderr.contains("--yes"));
@@ -284,92 +392,100 @@ async fn dead_letters_are_listed_and_replayed_with_their_headers() {
     system.stop().await.expect("clean stop");
 }
 
-#[tokio::test]
-async fn tail_prints_live_events_and_send_counts_a_load() {
-    let system = TestSystem::start().await.expect("system starts");
-    let data = data_dir();
-    let dir = data.path();
-    let mut tail = switchboard(&system, dir)
-        .args(["tail", "sms.>", "--count", "3", "--json"])
+/// Starts `switchboard tail` with `args` and waits until it follows the stream.
+async fn start_tail(system: &TestSystem, dir: &std::path::Path, args: &[&str]) -> tokio::process::Child {
+    let mut tail = switchboard(system, dir)
+        .arg("tail")
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("tail starts");
     let mut stderr = BufReader::new(tail.stderr.take().expect("stderr")).lines();
     let ready = tokio::time::timeout(WAIT, stderr.next_line()).await.expect("tail says it follows");
-    assert!(ready.expect("stderr line").unwrap_or_default().starts_with("following sms.>"));
+    let ready = ready.expect("stderr line").unwrap_or_default();
+    assert!(ready.starts_with("following "), "{ready}");
+    tail
+}
 
-    // Ignored by the pattern, then three distinct sms events at a bounded rate.
-    run_ok(
-        &system,
-        dir,
-        &["send", "voice:message:out", "--gateway", &system.gateway_url, "--token", TEST_TOKEN],
-    )
-    .await;
-    let summary = run_ok(
-        &system,
-        dir,
-        &[
-            "send",
-            "sms:message:status",
-            "--count",
-            "3",
-            "--rate",
-            "50",
-            "--distinct",
-            "--gateway",
-            &system.gateway_url,
-            "--token",
-            TEST_TOKEN,
-            "--json",
-        ],
-    )
-    .await
-    .json();
+async fn tail_lines(tail: tokio::process::Child) -> Vec<Value> {
+    let output =
+        tokio::time::timeout(WAIT, tail.wait_with_output()).await.expect("tail ends").expect("output");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
+#[tokio::test]
+async fn tail_prints_what_the_stream_stored_and_send_counts_a_load() {
+    let system = TestSystem::start().await.expect("system starts");
+    let data = data_dir();
+    let dir = data.path();
+    let send = |event: &'static str, extra: &'static [&'static str]| {
+        let mut args = vec!["send", event, "--gateway", &system.gateway_url, "--token", TEST_TOKEN, "--json"];
+        args.extend_from_slice(extra);
+        args
+    };
+
+    // The same body three times is stored once: tail shows it once, then the next event.
+    let tail = start_tail(&system, dir, &["--count", "2", "--json"]).await;
+    let repeated = run_ok(&system, dir, &send("sms:message:status", &["--count", "3", "--concurrency", "1"]))
+        .await
+        .json();
+    assert_eq!(repeated["stored"], 3);
+    assert_eq!(repeated["duplicates"], 2);
+    run_ok(&system, dir, &send("voice:message:out", &[])).await;
+    let lines = tail_lines(tail).await;
+    let subjects: Vec<&str> = lines.iter().filter_map(|line| line["subject"].as_str()).collect();
+    assert_eq!(subjects, vec!["sms.message.status", "voice.message.out"]);
+    assert_eq!(lines[0]["sequence"], 1);
+    assert_eq!(lines[1]["sequence"], 2);
+    assert_eq!(lines[0]["headers"]["Switchboard-Event"], "sms:message:status");
+    assert_eq!(lines[0]["body"]["id"], "b34e35ad-fe34-4a8b-977c-b21cd76cd7d6:1");
+
+    // --distinct: every copy is a message of its own, under a pattern, at a bounded rate.
+    let tail = start_tail(&system, dir, &["sms.>", "--count", "3", "--json"]).await;
+    let summary =
+        run_ok(&system, dir, &send("sms:message:status", &["--count", "3", "--rate", "50", "--distinct"]))
+            .await
+            .json();
     assert_eq!(summary["sent"], 3);
     assert_eq!(summary["stored"], 3);
     assert_eq!(summary["duplicates"], 0);
-
-    let output =
-        tokio::time::timeout(WAIT, tail.wait_with_output()).await.expect("tail ends").expect("output");
-    assert!(output.status.success());
-    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a JSON line"))
-        .collect();
-    assert_eq!(lines.len(), 3);
+    let lines = tail_lines(tail).await;
+    let mut ids: Vec<String> =
+        lines.iter().filter_map(|line| line["body"]["id"].as_str().map(str::to_owned)).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "{lines:?}");
+    let request = ids[0].rsplit_once(':').expect("<request>:<recipient>").0.to_owned();
+    let mut recipients: Vec<String> = ids.iter().map(|id| id.replace(&format!("{request}:"), "")).collect();
+    recipients.sort();
+    assert_eq!(recipients, vec!["1", "2", "3"], "one request's three recipients");
     for line in &lines {
-        assert_eq!(line["subject"], "sms.message.status");
-        assert_eq!(line["headers"]["Switchboard-Event"], "sms:message:status");
-        assert_eq!(line["body"]["id"], "b34e35ad-fe34-4a8b-977c-b21cd76cd7d6:1");
+        assert!(line["body"].get("switchboard_send_seq").is_none(), "{line}");
+        assert_eq!(line["body"]["mobile"], "918921269123");
     }
-    let mut seqs: Vec<u64> =
-        lines.iter().filter_map(|line| line["body"]["switchboard_send_seq"].as_u64()).collect();
-    seqs.sort();
-    assert_eq!(seqs, vec![0, 1, 2]);
+    // Each is a message of its own in the sms service, with one report each.
+    let listed = wait_until("the three messages", WAIT, || async {
+        let listed =
+            run_ok(&system, dir, &["sms", "list", "--endpoint", &system.grpc_url, "--json"]).await.json();
+        (listed.as_array()?.len() == 4).then_some(listed)
+    })
+    .await;
+    for id in &ids {
+        assert!(listed.as_array().expect("an array").iter().any(|message| message["id"] == id.as_str()));
+    }
 
-    // The same body three times without --distinct: stored once, the rest answered as duplicates.
-    let repeated = run_ok(
-        &system,
-        dir,
-        &[
-            "send",
-            "rcs:message:status",
-            "--count",
-            "3",
-            "--concurrency",
-            "1",
-            "--gateway",
-            &system.gateway_url,
-            "--token",
-            TEST_TOKEN,
-            "--json",
-        ],
-    )
-    .await
-    .json();
-    assert_eq!(repeated["stored"], 3);
-    assert_eq!(repeated["duplicates"], 2);
+    // From a past point: the stream's history, not live events.
+    let history = run_ok(&system, dir, &["tail", "--from-sequence", "2", "--count", "2", "--json"]).await;
+    let history: Vec<Value> =
+        history.stdout.lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect();
+    let sequences: Vec<u64> = history.iter().filter_map(|line| line["sequence"].as_u64()).collect();
+    assert_eq!(sequences, vec![2, 3]);
+    assert_eq!(history[0]["subject"], "voice.message.out");
     system.stop().await.expect("clean stop");
 }
 

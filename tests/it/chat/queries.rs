@@ -27,7 +27,7 @@ async fn inbound_media_and_other_types_keep_their_payload() {
     let system = TestSystem::start().await.expect("system starts");
     for channel in ["whatsapp", "rcs"] {
         post_fixture(&system, "events", &format!("{channel}.message.in.incoming-media.json")).await;
-        let image = inbound_when(&system, channel, "our-message-id", |_| true).await;
+        let image = inbound_when(&system, channel, "our-media-message-id", |_| true).await;
         assert_eq!(image.r#type, "image");
         assert_eq!(image.url, "https://domin-name.com/your_image_path.png");
         assert_eq!(image.caption, "some caption for image");

@@ -79,12 +79,18 @@ pub async fn up(cli: &Cli) -> anyhow::Result<()> {
     telemetry::init_logging(&config.log).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&config.storage.data_dir)
         .with_context(|| format!("cannot create the data directory {}", config.storage.data_dir.display()))?;
-    let _nats = local::ensure_nats(&config).await?;
+    let nats = local::ensure_nats(&config).await?;
     let token = local::ensure_local_token(&mut config)?;
     let components = Component::available();
     let listeners = Listeners::bind(&config, &components).await?;
-    let banner = local::banner(&config, token.as_deref());
-    run(config, &components, listeners, Some(banner)).await
+    let nats_line = local::describe_nats(&config, nats.is_some());
+    let banner = local::banner(&config, token.as_deref(), &nats_line);
+    let result = run(config, &components, listeners, Some(banner)).await;
+    // The components have stopped: now the server holding their stream may.
+    if let Some(nats) = nats {
+        nats.stop().await;
+    }
+    result
 }
 
 fn parse_products(names: &[String]) -> anyhow::Result<Vec<Product>> {

@@ -1,12 +1,19 @@
 //! `switchboard dlq list|show|replay|purge`: the dead-letter stream, read through its headers
 //! (reason, component, original subject and sequence; see `switchboard_runtime::dead_letter`).
 //!
-//! A replay publishes the body byte for byte onto the original subject with the original headers,
-//! minus the dead-letter ones, plus `Switchboard-Replayed-From: <dead-letter sequence>`. Its
-//! `Nats-Msg-Id` is `replay-<dead-letter sequence>-<original id>`: a new id, so JetStream does not
-//! drop it as a duplicate of the original, and the same one for the same dead letter, so a replay
-//! repeated within the duplicate window is stored once. Replayed dead letters are then deleted
-//! (unless `--keep`).
+//! Two kinds of dead letters, two ways back:
+//! - an event a service could not process was in the stream (it carries
+//!   `Switchboard-Dlq-Original-Sequence`). A replay publishes the body byte for byte onto the
+//!   original subject with the original headers, minus the dead-letter ones, plus
+//!   `Switchboard-Replayed-From: <dead-letter sequence>`. Its `Nats-Msg-Id` is
+//!   `replay-<dead-letter sequence>-<original id>`: a new id, so JetStream does not drop it as a
+//!   duplicate of the original, and the same one for the same dead letter, so a replay repeated
+//!   within the duplicate window is stored once.
+//! - a body the gateway refused (unknown event, not JSON, wrong shape) never entered the stream and
+//!   must not enter it by replay: `resubmit` posts it (or a corrected body) through the gateway,
+//!   whose checks it must pass like any webhook.
+//!
+//! Either way the dead letter is deleted once its event is stored (unless `--keep`).
 
 use anyhow::Context as _;
 use async_nats::HeaderMap;
@@ -33,7 +40,9 @@ pub enum DlqCommand {
     /// One dead letter: its headers and body.
     #[command(after_help = "Example:\n  switchboard dlq show 3")]
     Show { sequence: u64 },
-    /// Publish dead letters back onto their original subjects, then delete them.
+    /// Publish events a service gave up on back onto their original subjects, then delete the dead
+    /// letters. Bodies the gateway refused never entered the stream: they are skipped (see
+    /// `resubmit`).
     #[command(after_help = "Examples:\n  switchboard dlq replay 3 4\n  switchboard dlq replay --all --keep")]
     Replay {
         /// Dead-letter sequences (see `dlq list`).
@@ -43,6 +52,30 @@ pub enum DlqCommand {
         #[arg(long)]
         all: bool,
         /// Keep the dead letters after replaying them.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Post a body the gateway refused through the gateway again, after correcting it (`--body`),
+    /// then delete the dead letter.
+    #[command(
+        after_help = "Examples:\n  switchboard dlq show 3 --json | jq -r .body > fixed.json   (then edit it)\n  switchboard dlq resubmit 3 --body fixed.json\n  switchboard dlq resubmit 4 --event sms:message:status"
+    )]
+    Resubmit {
+        /// The dead letter's sequence (see `dlq list`).
+        sequence: u64,
+        /// The corrected body: a file, or `-` for standard input. Default: the dead letter's body.
+        #[arg(long)]
+        body: Option<std::path::PathBuf>,
+        /// The event to post it as. Default: the one it was posted as.
+        #[arg(long)]
+        event: Option<String>,
+        /// The gateway's base URL. Default: the configured `gateway.listen` (loopback for a wildcard).
+        #[arg(long, env = "SWITCHBOARD_GATEWAY_URL", value_name = "URL")]
+        gateway: Option<String>,
+        /// The bearer token. Default: the token `switchboard up` generated in `<data_dir>/gateway-token`.
+        #[arg(long, env = "SWITCHBOARD_GATEWAY_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Keep the dead letter after the gateway stored the event.
         #[arg(long)]
         keep: bool,
     },
@@ -189,8 +222,46 @@ pub async fn run(cli: &CliContext, command: &DlqCommand) -> anyhow::Result<()> {
             output.print_line(body)
         }
         DlqCommand::Replay { sequences, all, keep } => {
-            let sequences: Vec<u64> = if *all { dead_letters.range().await? } else { sequences.clone() };
-            replay(cli, &dead_letters, &sequences, *keep).await
+            let named = if *all { dead_letters.range().await? } else { sequences.clone() };
+            replay(cli, &dead_letters, &named, *keep, !*all).await
+        }
+        DlqCommand::Resubmit { sequence, body, event, gateway, token, keep } => {
+            let message =
+                dead_letters.get(*sequence).await.with_context(|| format!("no dead letter {sequence}"))?;
+            anyhow::ensure!(
+                !entered_the_stream(&message.headers),
+                "dead letter {sequence} is an event from the stream that {} gave up on: fix the cause, then `switchboard dlq replay {sequence}`",
+                header(&message.headers, headers::DLQ_COMPONENT)
+            );
+            let body = match body {
+                None => String::from_utf8(message.payload.to_vec())
+                    .context("the dead letter's body is not UTF-8 text: give a corrected one with --body")?,
+                Some(path) if path.as_os_str() == "-" => {
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                        .context("reading the body from stdin")?;
+                    text
+                }
+                Some(path) => {
+                    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+                }
+            };
+            let event = match event {
+                Some(event) => event.clone(),
+                None => posted_as(cli, &message.headers),
+            };
+            let request = super::send::Request::new(cli, gateway.as_deref(), token.as_deref(), &event)?;
+            let outcome = request.send(body).await;
+            super::send::print_single(cli, &request, &outcome)
+                .with_context(|| format!("dead letter {sequence} was not resubmitted (and is kept)"))?;
+            if !*keep {
+                dead_letters
+                    .stream
+                    .delete_message(*sequence)
+                    .await
+                    .with_context(|| format!("stored, but dead letter {sequence} was not deleted"))?;
+            }
+            Ok(())
         }
         DlqCommand::Purge { sequences, all, yes } => {
             if *all {
@@ -223,6 +294,8 @@ struct ReplaySummary {
     replayed: Vec<Replayed>,
     /// Sequences with no dead letter (already replayed or purged).
     missing: Vec<u64>,
+    /// Bodies the gateway refused: they never entered the stream, so they are not replayed.
+    not_replayable: Vec<NotReplayable>,
     /// Dead letters that could not be replayed, with why.
     failed: Vec<Failed>,
 }
@@ -233,6 +306,13 @@ struct Replayed {
     subject: String,
     stream_sequence: u64,
     duplicate: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct NotReplayable {
+    dead_letter_sequence: u64,
+    component: String,
+    reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -265,6 +345,7 @@ async fn replay(
     dead_letters: &DeadLetterStream,
     sequences: &[u64],
     keep: bool,
+    named: bool,
 ) -> anyhow::Result<()> {
     let output = &cli.output;
     let progress = ProgressBar::new(sequences.len() as u64);
@@ -282,6 +363,14 @@ async fn replay(
             summary.missing.push(sequence);
             continue;
         };
+        if !entered_the_stream(&message.headers) {
+            summary.not_replayable.push(NotReplayable {
+                dead_letter_sequence: sequence,
+                component: header(&message.headers, headers::DLQ_COMPONENT),
+                reason: header(&message.headers, headers::DLQ_REASON),
+            });
+            continue;
+        }
         let subject = header(&message.headers, headers::DLQ_ORIGINAL_SUBJECT);
         if subject.is_empty() {
             summary.failed.push(Failed {
@@ -342,19 +431,54 @@ async fn replay(
                 Cell::new(""),
             ]);
         }
-        output.print_table(&table)?;
+        if !summary.replayed.is_empty() || !summary.failed.is_empty() {
+            output.print_table(&table)?;
+        }
         output.print_line(format!(
-            "replayed {}, missing {}, failed {}{}",
+            "replayed {}, missing {}, failed {}, not replayable {}{}",
             summary.replayed.len(),
             summary.missing.len(),
             summary.failed.len(),
+            summary.not_replayable.len(),
             if keep { " (dead letters kept)" } else { "" }
         ))?;
+        if !summary.not_replayable.is_empty() {
+            let sequences: Vec<String> =
+                summary.not_replayable.iter().map(|letter| letter.dead_letter_sequence.to_string()).collect();
+            output.print_line(format!(
+                "not replayed: {} (bodies the gateway refused never entered the stream; correct one and \
+                 `switchboard dlq resubmit <sequence> --body <file>`, or purge it)",
+                sequences.join(", ")
+            ))?;
+        }
     }
     anyhow::ensure!(
         summary.failed.is_empty(),
         "{} dead letter(s) could not be replayed",
         summary.failed.len()
     );
+    anyhow::ensure!(
+        !named || summary.not_replayable.is_empty(),
+        "{} of the named dead letter(s) cannot be replayed: the gateway refused them (see `switchboard dlq resubmit`)",
+        summary.not_replayable.len()
+    );
     Ok(())
+}
+
+/// Whether a dead letter's event was in the event stream (a service gave up on it), rather than a
+/// body the gateway refused.
+fn entered_the_stream(map: &HeaderMap) -> bool {
+    map.get(headers::DLQ_ORIGINAL_SEQUENCE).is_some()
+}
+
+/// The event a refused body was posted as: its `Switchboard-Event`, or the name its original
+/// subject was derived from (`sms.message.foo` → `sms:message:foo`).
+fn posted_as(cli: &CliContext, map: &HeaderMap) -> String {
+    let event = header(map, headers::EVENT);
+    if !event.is_empty() {
+        return event;
+    }
+    let subject = header(map, headers::DLQ_ORIGINAL_SUBJECT);
+    let prefix = cli.config.nats.subjects().prefix().to_owned();
+    subject.strip_prefix(prefix.as_str()).unwrap_or(&subject).replace('.', ":")
 }

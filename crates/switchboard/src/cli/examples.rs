@@ -1,8 +1,8 @@
 //! A cleaned example body for every event, bundled into the binary, for `switchboard send`.
 //!
 //! They are the test fixtures (the provider's documented examples made valid JSON). `vmn:message:in`
-//! has no documented example; it is the WhatsApp inbound example with the event and channel renamed,
-//! which is the shape the provider sends.
+//! has no documented example; its fixture is the WhatsApp inbound example with the event and channel
+//! renamed (the shape the provider sends), its own id and a keyword.
 
 use switchboard_events::EventKind;
 
@@ -19,6 +19,7 @@ const RCS_UNSUBSCRIPTION: &str = include_str!("../../../../tests/fixtures/events
 const VOICE_OUT: &str = include_str!("../../../../tests/fixtures/events/voice.message.out.json");
 const VOICE_UNSUBSCRIPTION: &str =
     include_str!("../../../../tests/fixtures/events/voice.unsubscription.json");
+const VMN_IN: &str = include_str!("../../../../tests/fixtures/events/vmn.message.in.json");
 const CONTACT: &str =
     include_str!("../../../../tests/fixtures/events/contacts.subscriber.subscription.created.json");
 
@@ -35,9 +36,7 @@ pub fn example(kind: EventKind) -> String {
         EventKind::RcsUnsubscription => RCS_UNSUBSCRIPTION.to_owned(),
         EventKind::VoiceMessageOut => VOICE_OUT.to_owned(),
         EventKind::VoiceUnsubscription => VOICE_UNSUBSCRIPTION.to_owned(),
-        EventKind::VmnMessageIn => WHATSAPP_IN
-            .replace("\"whatsapp:message:in\"", "\"vmn:message:in\"")
-            .replace("\"name\": \"whatsapp\"", "\"name\": \"vmn\""),
+        EventKind::VmnMessageIn => VMN_IN.to_owned(),
         EventKind::ContactsSubscriberSubscription => CONTACT.to_owned(),
     }
 }

@@ -47,6 +47,10 @@ pub struct RebuildArgs {
     /// Events applied per transaction.
     #[arg(long, default_value_t = 500)]
     batch: usize,
+    /// Do not rebuild: only recreate the service's durable consumers to deliver from stream sequence
+    /// SEQ + 1 (the step a rebuild without `--swap` prints). The service must be stopped.
+    #[arg(long, value_name = "SEQ", conflicts_with_all = ["into", "swap"])]
+    resume_after: Option<u64>,
 }
 
 /// What a rebuild did, as printed with `--json`.
@@ -83,6 +87,49 @@ pub async fn run(cli: &Cli, args: &RebuildArgs) -> anyhow::Result<()> {
     let output = Output::new(cli.json);
     let config = Config::load_sections(cli.config.as_deref(), Some(&["nats", "storage", product.name()]))
         .map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    // Like `switchboard up`: with nothing answering at a local NATS URL, start nats-server on its
+    // data, so the steps work with `up` stopped.
+    let local_nats = crate::local::ensure_nats(&config).await?;
+    let result = rebuild(&config, product, args, &output).await;
+    if let Some(local_nats) = local_nats {
+        local_nats.stop().await;
+    }
+    result
+}
+
+async fn rebuild(
+    config: &Config,
+    product: Product,
+    args: &RebuildArgs,
+    output: &Output,
+) -> anyhow::Result<()> {
+    let output = *output;
+    if let Some(last) = args.resume_after {
+        let client =
+            tokio::time::timeout(config.nats.connect_timeout, nats::connect_once(&config.nats, "cli"))
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "timed out connecting to NATS at {}",
+                        nats::redacted_url(&config.nats.url)
+                    )
+                })??;
+        let jetstream = nats::jetstream(client, &config.nats);
+        let reset = reset_consumers(&jetstream, &config.nats.stream.name, product, last).await?;
+        if output.json {
+            return output
+                .print_json(&serde_json::json!({ "consumers_reset": reset, "resume_at": last + 1 }));
+        }
+        if reset.is_empty() {
+            return output.print_line(format!(
+                "no durable consumer of the {product} service exists yet: it reads the stream from the start"
+            ));
+        }
+        for name in &reset {
+            output.print_line(format!("consumer {name} now delivers from stream sequence {}", last + 1))?;
+        }
+        return Ok(());
+    }
     let service = config.service(product);
     let live = service.database_url(product, &config.storage.data_dir);
     let live_file = sqlite_path(live.expose());
@@ -178,7 +225,7 @@ pub async fn run(cli: &Cli, args: &RebuildArgs) -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
-    let next_steps = next_steps(product, &live_file, &target, swapped, &config.nats.stream.name);
+    let next_steps = next_steps(product, &live_file, &target, swapped, tally.last_sequence);
     let summary = Summary {
         service: product.name(),
         database: nats::redacted_url(&target),
@@ -484,14 +531,14 @@ fn next_steps(
     live_file: &Option<PathBuf>,
     target: &str,
     swapped: bool,
-    stream: &str,
+    last_sequence: u64,
 ) -> Vec<String> {
     let mut steps = Vec::new();
     if swapped {
         steps.push(format!("start the {product} service"));
         return steps;
     }
-    steps.push(format!("stop the {product} service (every replica)"));
+    steps.push(format!("stop the {product} service (every replica; or `switchboard up`)"));
     match (live_file, sqlite_path(target)) {
         (Some(live), Some(rebuilt)) => {
             steps.push(format!(
@@ -507,11 +554,8 @@ fn next_steps(
             product.name().to_uppercase()
         )),
     }
-    let removals: Vec<String> =
-        durable_names(product).iter().map(|name| format!("nats consumer rm {stream} {name} -f")).collect();
     steps.push(format!(
-        "only if the service ran while this rebuild read the stream: {}   (it then re-reads the stream from the start; events applied twice are harmless)",
-        removals.join("; ")
+        "switchboard rebuild {product} --resume-after {last_sequence}   (its consumers then deliver what the rebuilt database lacks; needed when the service ran during the rebuild, harmless otherwise)"
     ));
     steps.push(format!("start the {product} service"));
     steps

@@ -37,8 +37,8 @@ pub struct SendArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
-    /// Make every body distinct (adds a top-level `switchboard_send_seq` field), so JetStream does not
-    /// drop repeats as duplicates.
+    /// Make every copy a new event: each gets its own message (call, contact) id, unique to the run,
+    /// so JetStream stores every copy and each is a message of its own.
     #[arg(long)]
     distinct: bool,
     /// List the events and exit.
@@ -48,7 +48,7 @@ pub struct SendArgs {
 
 /// One request's outcome.
 #[derive(Debug)]
-struct Outcome {
+pub(crate) struct Outcome {
     status: Option<u16>,
     duplicate: bool,
     latency: Duration,
@@ -78,6 +78,19 @@ struct Latency {
 
 pub async fn run(cli: &CliContext, args: &SendArgs) -> anyhow::Result<()> {
     if args.list {
+        if cli.output.json {
+            let events: Vec<serde_json::Value> = EventKind::ALL
+                .iter()
+                .map(|kind| {
+                    serde_json::json!({
+                        "event": kind.as_str(),
+                        "subject": cli.config.nats.subjects().event(*kind),
+                        "service": kind.product().name(),
+                    })
+                })
+                .collect();
+            return cli.output.print_json(&serde_json::Value::Array(events));
+        }
         let mut table = cli.output.table(&["EVENT", "SUBJECT", "SERVICE"]);
         for kind in EventKind::ALL {
             table.add_row(vec![
@@ -101,37 +114,50 @@ pub async fn run(cli: &CliContext, args: &SendArgs) -> anyhow::Result<()> {
         }
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
     };
-    let gateway =
-        args.gateway.clone().unwrap_or_else(|| format!("http://{}", reachable(cli.config.gateway.listen)));
-    let url = format!("{}/v1/events/{}", gateway.trim_end_matches('/'), kind.as_str());
-    let token = match &args.token {
-        Some(token) => Some(token.clone()),
-        None => std::fs::read_to_string(cli.config.storage.data_dir.join("gateway-token"))
-            .ok()
-            .map(|token| token.trim().to_owned())
-            .filter(|token| !token.is_empty()),
-    };
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-    let request = Arc::new(Request { client, url, token });
+    let request = Arc::new(Request::new(cli, args.gateway.as_deref(), args.token.as_deref(), kind.as_str())?);
 
     if args.count <= 1 {
         let outcome = request.send(body).await;
-        return print_single(cli, &outcome);
+        return print_single(cli, &request, &outcome).map(|_| ());
     }
-    let bodies = Bodies::new(body, args.distinct)?;
+    let bodies = Bodies::new(kind, body, args.distinct)?;
     let summary = send_many(cli, kind, &request, &bodies, args).await?;
     print_summary(cli, &summary)
 }
 
+/// Posts bodies for one event to the gateway, as the provider would.
 #[derive(Debug)]
-struct Request {
+pub(crate) struct Request {
     client: reqwest::Client,
     url: String,
     token: Option<String>,
 }
 
 impl Request {
-    async fn send(&self, body: String) -> Outcome {
+    /// The gateway at `gateway` (default: the configured `gateway.listen`), with `token` (default: the
+    /// one `switchboard up` wrote under the data directory), for the event named `event`.
+    pub(crate) fn new(
+        cli: &CliContext,
+        gateway: Option<&str>,
+        token: Option<&str>,
+        event: &str,
+    ) -> anyhow::Result<Request> {
+        let gateway = gateway
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("http://{}", reachable(cli.config.gateway.listen)));
+        let url = format!("{}/v1/events/{event}", gateway.trim_end_matches('/'));
+        let token = match token {
+            Some(token) => Some(token.to_owned()),
+            None => std::fs::read_to_string(cli.config.storage.data_dir.join("gateway-token"))
+                .ok()
+                .map(|token| token.trim().to_owned())
+                .filter(|token| !token.is_empty()),
+        };
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+        Ok(Request { client, url, token })
+    }
+
+    pub(crate) async fn send(&self, body: String) -> Outcome {
         let started = Instant::now();
         let mut builder = self.client.post(&self.url).header("content-type", "application/json").body(body);
         if let Some(token) = &self.token {
@@ -157,9 +183,15 @@ impl Request {
     }
 }
 
-fn print_single(cli: &CliContext, outcome: &Outcome) -> anyhow::Result<()> {
+/// Prints the gateway's answer to one request; an error for anything but 2xx, with its reason.
+/// Returns the answer.
+pub(crate) fn print_single(
+    cli: &CliContext,
+    request: &Request,
+    outcome: &Outcome,
+) -> anyhow::Result<Option<serde_json::Value>> {
     let Some(status) = outcome.status else {
-        anyhow::bail!("cannot reach the gateway: {}", outcome.answer);
+        anyhow::bail!("cannot reach the gateway at {}: {}", request.url, outcome.answer);
     };
     let answer: Option<serde_json::Value> = serde_json::from_str(&outcome.answer).ok();
     if !(200..300).contains(&status) {
@@ -172,30 +204,34 @@ fn print_single(cli: &CliContext, outcome: &Outcome) -> anyhow::Result<()> {
         {
             cli.output.print_json(answer)?;
         }
-        anyhow::bail!("the gateway answered {status}: {message}");
+        anyhow::bail!("the gateway at {} answered {status}: {message}", request.url);
     }
-    match answer {
-        Some(answer) if cli.output.json => cli.output.print_json(&answer),
+    match &answer {
+        Some(answer) if cli.output.json => cli.output.print_json(answer)?,
         Some(answer) => cli.output.print_line(format!(
             "stored {} as sequence {}{} ({} ms)",
             answer["event"].as_str().unwrap_or("?"),
             answer["seq"],
             if outcome.duplicate { " (a duplicate of an earlier body)" } else { "" },
             outcome.latency.as_millis()
-        )),
-        None => cli.output.print_line(&outcome.answer),
+        ))?,
+        None => cli.output.print_line(&outcome.answer)?,
     }
+    Ok(answer)
 }
 
 /// The bodies of a run: the same one, or one made distinct per request.
 #[derive(Debug)]
 struct Bodies {
+    kind: EventKind,
     base: String,
     object: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Unique to this run, so a second run's copies are new events too.
+    run: uuid::Uuid,
 }
 
 impl Bodies {
-    fn new(base: String, distinct: bool) -> anyhow::Result<Bodies> {
+    fn new(kind: EventKind, base: String, distinct: bool) -> anyhow::Result<Bodies> {
         let object = if distinct {
             match serde_json::from_str::<serde_json::Value>(&base) {
                 Ok(serde_json::Value::Object(object)) => Some(object),
@@ -204,7 +240,7 @@ impl Bodies {
         } else {
             None
         };
-        Ok(Bodies { base, object })
+        Ok(Bodies { kind, base, object, run: uuid::Uuid::new_v4() })
     }
 
     fn body(&self, index: u64) -> String {
@@ -212,10 +248,49 @@ impl Bodies {
             None => self.base.clone(),
             Some(object) => {
                 let mut object = object.clone();
-                object.insert("switchboard_send_seq".to_owned(), index.into());
+                distinct_identity(self.kind, &mut object, self.run, index);
                 serde_json::Value::Object(object).to_string()
             }
         }
+    }
+}
+
+/// Gives copy `index` of a run its own identity: the field its service keys the event by (the
+/// message, call or contact id) gets a value unique to the run and the copy, shaped like the
+/// provider's. An sms copy is recipient `index + 1` of one bulk request whose id is the run's.
+fn distinct_identity(
+    kind: EventKind,
+    object: &mut serde_json::Map<String, serde_json::Value>,
+    run: uuid::Uuid,
+    index: u64,
+) {
+    let ordinal = index + 1;
+    // Numeric ids stay numbers: the run's first 32 bits, then the copy.
+    let number = u64::from(run.as_fields().0) * 1_000_000 + ordinal;
+    let set = |object: &mut serde_json::Map<String, serde_json::Value>, key: &str, text: String| {
+        let value = match object.get(key) {
+            Some(serde_json::Value::Number(_)) => serde_json::Value::from(number),
+            _ => serde_json::Value::from(text),
+        };
+        object.insert(key.to_owned(), value);
+    };
+    match kind {
+        EventKind::SmsMessageStatus => set(object, "id", format!("{run}:{ordinal}")),
+        EventKind::VoiceMessageOut => set(object, "mid", format!("{run}-{ordinal}")),
+        EventKind::ContactsSubscriberSubscription => {
+            set(object, "id", format!("{run}-{ordinal}"));
+            let identity = object.get("identity").and_then(|value| value.as_str()).unwrap_or_default();
+            let unique = match identity.split_once('@') {
+                Some((user, domain)) => format!("{user}+{ordinal}-{}@{domain}", run.simple()),
+                None => format!("{identity}-{ordinal}-{}", run.simple()),
+            };
+            object.insert("identity".to_owned(), unique.into());
+        }
+        _ if kind.is_enveloped() => match object.get_mut("payload") {
+            Some(serde_json::Value::Object(payload)) => set(payload, "id", format!("{run}-{ordinal}")),
+            _ => set(object, "id", format!("{run}-{ordinal}")),
+        },
+        _ => set(object, "id", format!("{run}-{ordinal}")),
     }
 }
 

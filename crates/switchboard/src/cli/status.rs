@@ -191,8 +191,8 @@ fn print(cli: &CliContext, status: &Status) -> anyhow::Result<()> {
         "PENDING",
         "ACK PENDING",
         "REDELIVERED",
-        "DELIVERED",
-        "ACK FLOOR",
+        "LAST DELIVERED SEQ",
+        "ACK FLOOR SEQ",
     ]);
     for consumer in &status.consumers {
         let backlog = if consumer.pending == 0 { Tone::Good } else { Tone::Waiting };

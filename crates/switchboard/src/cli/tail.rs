@@ -1,13 +1,21 @@
-//! `switchboard tail`: events as they enter the stream, through a core NATS subscription on the
-//! stream's subjects (nothing is created on the server, nothing is acknowledged).
+//! `switchboard tail`: the events the stream stored, live or from a point in the past, through an
+//! ephemeral ordered JetStream consumer (nothing is acknowledged; the server removes the consumer
+//! when the command ends).
+//!
+//! It reads what JetStream stored, not what was published: a body the gateway sent again within the
+//! duplicate window, which JetStream dropped, is not shown, and every event carries its stream
+//! sequence, so a printed event can be found again (`--from-sequence`).
 
 use std::io::Write;
 
+use anyhow::Context as _;
+use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use clap::Args;
 use futures::StreamExt;
 use switchboard_events::headers;
 use switchboard_runtime::nats;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
 use super::CliContext;
@@ -29,6 +37,29 @@ pub struct TailArgs {
     /// Print every header.
     #[arg(long)]
     headers: bool,
+    /// Start at this stream sequence instead of with the next event stored.
+    #[arg(long, value_name = "SEQ", conflicts_with = "since")]
+    from_sequence: Option<u64>,
+    /// Start with the events stored since this time: `1h`, `2021-04-09`, `2021-04-09T10:00:00Z`.
+    #[arg(long, value_parser = super::query::parse_time)]
+    since: Option<prost_types::Timestamp>,
+}
+
+impl TailArgs {
+    fn deliver_policy(&self) -> anyhow::Result<DeliverPolicy> {
+        Ok(match (self.from_sequence, &self.since) {
+            (Some(start_sequence), _) => {
+                DeliverPolicy::ByStartSequence { start_sequence: start_sequence.max(1) }
+            }
+            (None, Some(since)) => DeliverPolicy::ByStartTime {
+                start_time: OffsetDateTime::from_unix_timestamp_nanos(
+                    i128::from(since.seconds) * 1_000_000_000 + i128::from(since.nanos),
+                )
+                .context("--since is out of range")?,
+            },
+            (None, None) => DeliverPolicy::New,
+        })
+    }
 }
 
 pub async fn run(cli: &CliContext, args: &TailArgs) -> anyhow::Result<()> {
@@ -36,20 +67,29 @@ pub async fn run(cli: &CliContext, args: &TailArgs) -> anyhow::Result<()> {
     let client = tokio::time::timeout(config.nats.connect_timeout, nats::connect_once(&config.nats, "cli"))
         .await
         .map_err(|_| anyhow::anyhow!("timed out connecting to NATS at {}", config.nats.url))??;
+    let jetstream = nats::jetstream(client, &config.nats);
+    let name = &config.nats.stream.name;
+    let stream = jetstream.get_stream(name).await.with_context(|| {
+        format!("no stream {name} at {} (has any component started there?)", config.nats.url)
+    })?;
     let subjects = config.nats.subjects();
-    let patterns: Vec<String> = match &args.pattern {
-        Some(pattern) => vec![format!("{}{pattern}", subjects.prefix())],
-        None => subjects.stream_subjects(),
+    let following = match &args.pattern {
+        Some(pattern) => format!("{}{pattern}", subjects.prefix()),
+        None => subjects.stream_subjects().join(", "),
     };
-    let mut subscriptions = Vec::new();
-    for pattern in &patterns {
-        subscriptions.push(client.subscribe(pattern.clone()).await?);
-    }
-    client.flush().await?;
-    // On stderr, so it tells a person (or a test) that the subscription is live without mixing
-    // into the events on stdout.
-    let _ = writeln!(std::io::stderr(), "following {} (Ctrl-C to stop)", patterns.join(", "));
-    let mut messages = futures::stream::select_all(subscriptions);
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            // The stream holds only event subjects: without a pattern, no filter.
+            filter_subject: args.pattern.as_ref().map(|_| following.clone()).unwrap_or_default(),
+            deliver_policy: args.deliver_policy()?,
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("cannot read stream {name} at {}", config.nats.url))?;
+    let mut messages = consumer.messages().await.context("reading the stream")?;
+    // On stderr, so it tells a person (or a test) that the consumer is live without mixing into the
+    // events on stdout.
+    let _ = writeln!(std::io::stderr(), "following {following} in {name} (Ctrl-C to stop)");
     let mut printed = 0u64;
     let output = &cli.output;
     loop {
@@ -58,6 +98,11 @@ pub async fn run(cli: &CliContext, args: &TailArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => None,
         };
         let Some(message) = message else { break };
+        let message = message.with_context(|| format!("reading stream {name}"))?;
+        let (sequence, stored_at) = match message.info() {
+            Ok(info) => (info.stream_sequence, info.published),
+            Err(error) => anyhow::bail!("an event without stream metadata: {error}"),
+        };
         let body = String::from_utf8_lossy(&message.payload);
         if let Some(text) = &args.grep
             && !body.contains(text.as_str())
@@ -82,22 +127,24 @@ pub async fn run(cli: &CliContext, args: &TailArgs) -> anyhow::Result<()> {
                 }
             }
             let line = serde_json::json!({
+                "sequence": sequence,
+                "stored_at": stored_at.format(&Rfc3339).unwrap_or_default(),
                 "subject": message.subject.as_str(),
                 "headers": header_json,
                 "body": parsed.clone().unwrap_or_else(|| body.clone().into()),
             });
             output.print_line(line)?;
         } else {
-            let now = OffsetDateTime::now_utc()
+            let at = stored_at
                 .format(format_description!("[hour]:[minute]:[second].[subsecond digits:3]"))
                 .unwrap_or_default();
             let subject = message.subject.as_str();
             let source = header(headers::SOURCE);
             let from = if source.is_empty() { String::new() } else { format!(" from {source}") };
             let title = if output.styled() {
-                format!("\x1b[2m{now}\x1b[0m \x1b[1;36m{subject}\x1b[0m{from}")
+                format!("\x1b[2m{at} #{sequence}\x1b[0m \x1b[1;36m{subject}\x1b[0m{from}")
             } else {
-                format!("{now} {subject}{from}")
+                format!("{at} #{sequence} {subject}{from}")
             };
             output.print_line(title)?;
             if args.headers

@@ -78,8 +78,9 @@ pub enum ChatCommand {
     #[command(after_help = "Example:\n  switchboard chat conversation 919876543210 --channel whatsapp")]
     Conversation {
         number: String,
+        /// The conversation's channel (required: a number has one conversation per channel).
         #[arg(long, value_enum)]
-        channel: Option<Channel>,
+        channel: Channel,
         #[command(flatten)]
         window: Window,
         #[command(flatten)]
@@ -198,7 +199,7 @@ pub async fn run(cli: &CliContext, endpoint: &Endpoint, command: &ChatCommand) -
         }
         ChatCommand::Conversation { number, channel, window, limit } => {
             let request = GetConversationRequest {
-                channel: Channel::name(*channel),
+                channel: Channel::name(Some(*channel)),
                 phone_number: number.clone(),
                 time: window.range(),
                 ..Default::default()
