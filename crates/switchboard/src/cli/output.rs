@@ -72,8 +72,16 @@ impl Output {
         }
     }
 
+    /// Prints a table; without styling (a pipe), its lines carry no trailing padding.
     pub fn print_table(&self, table: &Table) -> anyhow::Result<()> {
-        writeln!(std::io::stdout(), "{table}")?;
+        if self.styled() {
+            writeln!(std::io::stdout(), "{table}")?;
+        } else {
+            let mut stdout = std::io::stdout().lock();
+            for line in table.lines() {
+                writeln!(stdout, "{}", line.trim_end())?;
+            }
+        }
         Ok(())
     }
 

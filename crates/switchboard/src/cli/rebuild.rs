@@ -353,8 +353,10 @@ impl Reader<'_> {
         let mut readers = Vec::new();
         let mut total = 0;
         for root in self.product.subject_roots() {
+            let reader_name = format!("rebuild-{}-{}", self.product, uuid::Uuid::new_v4().simple());
             let mut reader = stream
                 .create_consumer(consumer::pull::OrderedConfig {
+                    name: Some(reader_name.clone()),
                     description: Some(format!("switchboard rebuild {}", self.product)),
                     filter_subject: self.subjects.root_filter(root),
                     deliver_policy: consumer::DeliverPolicy::All,
@@ -365,7 +367,7 @@ impl Reader<'_> {
             // Everything stored when the rebuild starts; later events are the durable consumer's.
             let pending = reader.info().await.context("reading the consumer's pending count")?.num_pending;
             total += pending;
-            readers.push((reader, pending));
+            readers.push((reader, pending, reader_name));
         }
         let progress = ProgressBar::new(total);
         if output.json {
@@ -379,8 +381,9 @@ impl Reader<'_> {
         );
         progress.set_message(self.product.name());
         let mut tally = Tally::default();
-        for (reader, pending) in readers {
+        for (reader, pending, reader_name) in readers {
             if pending == 0 {
+                let _ = stream.delete_consumer(&reader_name).await;
                 continue;
             }
             let messages = reader.messages().await.context("reading the stream")?;
@@ -409,6 +412,9 @@ impl Reader<'_> {
                 apply(projection, &items, &sequences, &mut tally).await?;
                 progress.set_position(tally.events);
             }
+            drop(chunks);
+            // Removed now rather than after the server's inactivity threshold.
+            let _ = stream.delete_consumer(&reader_name).await;
         }
         progress.finish_and_clear();
         if tally.events < total {

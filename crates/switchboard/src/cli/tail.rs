@@ -77,15 +77,22 @@ pub async fn run(cli: &CliContext, args: &TailArgs) -> anyhow::Result<()> {
         Some(pattern) => format!("{}{pattern}", subjects.prefix()),
         None => subjects.stream_subjects().join(", "),
     };
+    // The server filters by a pattern within one subject root (`sms.>`); one that spans roots
+    // (`*.message.in`) is not a subset of any stream subject, so it is matched here instead.
+    let pattern = args.pattern.as_ref().map(|_| following.clone());
+    let server_filter = pattern.clone().filter(|pattern| within_one_root(pattern, subjects.prefix()));
+    let consumer_name = format!("tail-{}", uuid::Uuid::new_v4().simple());
     let consumer = stream
         .create_consumer(OrderedConfig {
+            name: Some(consumer_name.clone()),
             // The stream holds only event subjects: without a pattern, no filter.
-            filter_subject: args.pattern.as_ref().map(|_| following.clone()).unwrap_or_default(),
+            filter_subject: server_filter.clone().unwrap_or_default(),
             deliver_policy: args.deliver_policy()?,
             ..Default::default()
         })
         .await
         .with_context(|| format!("cannot read stream {name} at {}", config.nats.url))?;
+    let client_filter = if server_filter.is_none() { pattern } else { None };
     let mut messages = consumer.messages().await.context("reading the stream")?;
     // On stderr, so it tells a person (or a test) that the consumer is live without mixing into the
     // events on stdout.
@@ -103,6 +110,11 @@ pub async fn run(cli: &CliContext, args: &TailArgs) -> anyhow::Result<()> {
             Ok(info) => (info.stream_sequence, info.published),
             Err(error) => anyhow::bail!("an event without stream metadata: {error}"),
         };
+        if let Some(pattern) = &client_filter
+            && !subject_matches(pattern, message.subject.as_str())
+        {
+            continue;
+        }
         let body = String::from_utf8_lossy(&message.payload);
         if let Some(text) = &args.grep
             && !body.contains(text.as_str())
@@ -150,10 +162,16 @@ pub async fn run(cli: &CliContext, args: &TailArgs) -> anyhow::Result<()> {
             if args.headers
                 && let Some(map) = &message.headers
             {
-                for (name, values) in map.iter() {
-                    for value in values {
-                        output.print_line(format!("  {name}: {}", value.as_str()))?;
-                    }
+                // By name: a header map has no order of its own.
+                let mut lines: Vec<String> = map
+                    .iter()
+                    .flat_map(|(name, values)| {
+                        values.iter().map(move |value| format!("  {name}: {}", value.as_str()))
+                    })
+                    .collect();
+                lines.sort();
+                for line in lines {
+                    output.print_line(line)?;
                 }
             }
             let rendered = match (&parsed, args.pretty) {
@@ -168,5 +186,48 @@ pub async fn run(cli: &CliContext, args: &TailArgs) -> anyhow::Result<()> {
             break;
         }
     }
+    // The server would remove it after a few seconds of inactivity; removing it now keeps
+    // `switchboard status` to the consumers that read.
+    drop(messages);
+    let _ = stream.delete_consumer(&consumer_name).await;
     Ok(())
+}
+
+/// Whether a subject pattern stays within one subject root (its first token after the prefix is a
+/// literal), so the server can filter by it.
+fn within_one_root(pattern: &str, prefix: &str) -> bool {
+    let rest = pattern.strip_prefix(prefix).unwrap_or(pattern);
+    rest.split('.').next().is_some_and(|root| !root.is_empty() && root != "*" && root != ">")
+}
+
+/// NATS subject matching: `*` is one token, a final `>` one or more.
+fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut subject_tokens = subject.split('.');
+    for token in pattern.split('.') {
+        match (token, subject_tokens.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (literal, Some(actual)) if literal == actual => {}
+            _ => return false,
+        }
+    }
+    subject_tokens.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_as_nats_matches_them() {
+        assert!(subject_matches("*.message.in", "whatsapp.message.in"));
+        assert!(!subject_matches("*.message.in", "whatsapp.message.status"));
+        assert!(subject_matches("sms.>", "sms.message.status"));
+        assert!(!subject_matches("sms.>", "sms"));
+        assert!(!subject_matches("sms.message", "sms.message.status"));
+        assert!(within_one_root("sms.>", ""));
+        assert!(within_one_root("acme.sms.*.status", "acme."));
+        assert!(!within_one_root("*.message.in", ""));
+        assert!(!within_one_root(">", ""));
+    }
 }
