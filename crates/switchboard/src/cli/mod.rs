@@ -59,12 +59,12 @@ pub enum Command {
     Sms(query::sms::SmsArgs),
     /// Run the chat service (WhatsApp and RCS) alone, or query it (get, list, conversation, rates).
     #[command(
-        after_help = "Examples:\n  switchboard chat   (run the service)\n  switchboard chat get our-message-id --channel whatsapp\n  switchboard chat list --to 919019120123 --since 7d\n  switchboard chat conversation 919876543210"
+        after_help = "Examples:\n  switchboard chat   (run the service)\n  switchboard chat get a418d672-9781-4d97-b517-a56f7d95ad8a --channel whatsapp\n  switchboard chat list --to 919019912345 --since 7d\n  switchboard chat conversation 919876543210 --channel whatsapp"
     )]
     Chat(query::chat::ChatArgs),
     /// Run the voice service alone, or query it (get, calls, stats).
     #[command(
-        after_help = "Examples:\n  switchboard voice   (run the service)\n  switchboard voice get 6083a0a3e09ad\n  switchboard voice calls --since 24h --status ANSWER\n  switchboard voice stats --days 7"
+        after_help = "Examples:\n  switchboard voice   (run the service)\n  switchboard voice get 1234-1333-12345\n  switchboard voice calls --since 24h --status ANSWER\n  switchboard voice stats --days 7"
     )]
     Voice(query::voice::VoiceArgs),
     /// Run the interact service (messages to virtual numbers) alone, or query it (get, list, keywords).
@@ -74,7 +74,7 @@ pub enum Command {
     Interact(query::interact::InteractArgs),
     /// Run the contacts service alone, or query it (get, list, history).
     #[command(
-        after_help = "Examples:\n  switchboard contacts   (run the service)\n  switchboard contacts get 919876543210\n  switchboard contacts list --attr city=Pune\n  switchboard contacts history 919876543210"
+        after_help = "Examples:\n  switchboard contacts   (run the service)\n  switchboard contacts get demo@gmail.com\n  switchboard contacts list --attr membership=platinum\n  switchboard contacts history demo@gmail.com"
     )]
     Contacts(query::contacts::ContactsArgs),
     /// Is a number opted out of a product (and sender)?
@@ -93,15 +93,15 @@ pub enum Command {
         after_help = "Examples:\n  switchboard status\n  switchboard status --admin gateway=http://gateway:9090 --admin sms=http://sms:9090 --json"
     )]
     Status(status::StatusArgs),
-    /// Inspect, replay and purge dead letters.
+    /// Inspect, replay, resubmit and purge dead letters.
     #[command(
         subcommand,
-        after_help = "Examples:\n  switchboard dlq list\n  switchboard dlq show 3\n  switchboard dlq replay --all\n  switchboard dlq purge --yes"
+        after_help = "Examples:\n  switchboard dlq list\n  switchboard dlq show 3\n  switchboard dlq replay --all\n  switchboard dlq resubmit 1 --body fixed.json\n  switchboard dlq purge --all --yes"
     )]
     Dlq(dlq::DlqCommand),
-    /// Follow events live as they enter the stream.
+    /// Follow the events the stream stored: live, or from a sequence or time.
     #[command(
-        after_help = "Examples:\n  switchboard tail\n  switchboard tail 'sms.>'\n  switchboard tail 'whatsapp.message.*' --grep 919876543210"
+        after_help = "Examples:\n  switchboard tail\n  switchboard tail 'sms.>'\n  switchboard tail 'whatsapp.message.*' --grep 919876543210\n  switchboard tail --from-sequence 1 --count 10"
     )]
     Tail(tail::TailArgs),
     /// Rebuild a service's tables from the event stream into a new database, then swap it in.
