@@ -26,7 +26,8 @@ fn vmn_from_fixture(set: &str, name: &str, id: &str) -> String {
     let body = whatsapp
         .replace("\"whatsapp:message:in\"", "\"vmn:message:in\"")
         .replace("\"name\": \"whatsapp\"", "\"name\": \"vmn\"")
-        .replace("\"our-message-id\"", &format!("\"{id}\""));
+        .replace("\"our-message-id\"", &format!("\"{id}\""))
+        .replace("\"our-media-message-id\"", &format!("\"{id}\""));
     assert!(
         body.contains("\"vmn:message:in\"") && body.contains("\"name\": \"vmn\"") && body.contains(id),
         "the fixture {set}/{name} no longer has the expected shape"

@@ -39,7 +39,11 @@ fn fixtures(name: &str) -> Vec<(PathBuf, EventKind, Vec<u8>)> {
 #[test]
 fn every_cleaned_fixture_decodes() {
     let files = fixtures("events");
-    assert_eq!(files.len(), 14, "two inbound variants for three channels, one file for every other event");
+    assert_eq!(
+        files.len(),
+        15,
+        "two inbound variants for whatsapp and rcs, two contact versions, one file for every other event"
+    );
     let kinds: std::collections::BTreeSet<_> = files.iter().map(|(_, kind, _)| *kind).collect();
     let missing: Vec<_> = EventKind::ALL
         .into_iter()
