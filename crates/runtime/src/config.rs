@@ -557,7 +557,18 @@ impl Config {
         ) {
             match figment.extract_inner::<T>(name) {
                 Ok(value) => *slot = value,
-                Err(errors) => problems.extend(errors.into_iter().map(|error| describe(name, &error))),
+                Err(errors) => {
+                    let described: Vec<String> =
+                        errors.into_iter().map(|error| describe(name, &error)).collect();
+                    // Deserialization stops at a section's first error: a typo after a wrong type
+                    // would stay hidden until the type was fixed. Every problem at once.
+                    let unknown = unknown_keys::<T>(figment, name).into_iter().filter(|problem| {
+                        !described.iter().any(|known| without_origin(known) == without_origin(problem))
+                    });
+                    let unknown: Vec<String> = unknown.collect();
+                    problems.extend(described);
+                    problems.extend(unknown);
+                }
             }
         }
         let mut problems = Vec::new();
@@ -933,6 +944,76 @@ fn describe(section: &str, error: &figment::Error) -> String {
     format!("{path}: {}{origin}", without_values(&error.kind))
 }
 
+/// A problem without the `(from …)` naming where the value came from.
+fn without_origin(problem: &str) -> &str {
+    problem.split(" (from ").next().unwrap_or(problem)
+}
+
+/// A key serde meets first in a probed table (it sorts before every setting's name).
+const PROBE_KEY: &str = "__probe__";
+
+/// The keys the table at `section.inner…` of `T` accepts: asked of serde by offering it a table
+/// holding only an unknown key, which `deny_unknown_fields` answers with the list. `None` for a
+/// table that takes any key (a map) or for no table at all.
+fn accepted_keys<T: serde::de::DeserializeOwned>(
+    section: &str,
+    inner: &[String],
+) -> Option<&'static [&'static str]> {
+    let mut value = serde_json::json!({ PROBE_KEY: 0 });
+    for key in inner.iter().rev() {
+        value = serde_json::json!({ key.as_str(): value });
+    }
+    let probe = Figment::from(figment::providers::Serialized::default(section, value));
+    let errors = probe.extract_inner::<T>(section).err()?;
+    errors.into_iter().find_map(|error| match error.kind {
+        figment::error::Kind::UnknownField(field, expected) if field == PROBE_KEY => Some(expected),
+        _ => None,
+    })
+}
+
+/// Every key set in `section` (by a file or the environment) that its type does not know, with
+/// where it was set, in the words [`describe`] uses.
+fn unknown_keys<T: serde::de::DeserializeOwned>(figment: &Figment, section: &str) -> Vec<String> {
+    fn walk<T: serde::de::DeserializeOwned>(
+        figment: &Figment,
+        section: &str,
+        inner: &mut Vec<String>,
+        value: &figment::value::Value,
+        found: &mut Vec<String>,
+    ) {
+        let Some(table) = value.as_dict() else { return };
+        let Some(accepted) = accepted_keys::<T>(section, inner) else { return };
+        for (key, child) in table {
+            if !accepted.contains(&key.as_str()) {
+                let path = std::iter::once(section)
+                    .chain(inner.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(".");
+                let origin = figment
+                    .get_metadata(child.tag())
+                    .map(|metadata| match &metadata.source {
+                        Some(source) => format!(" (from {source})"),
+                        None => format!(" (from {})", metadata.name),
+                    })
+                    .unwrap_or_default();
+                found.push(format!(
+                    "{path}: unknown key `{key}`; expected one of {}{origin}",
+                    accepted.join(", ")
+                ));
+            } else if child.as_dict().is_some() {
+                inner.push(key.clone());
+                walk::<T>(figment, section, inner, child, found);
+                inner.pop();
+            }
+        }
+    }
+    let mut found = Vec::new();
+    if let Ok(value) = figment.find_value(section) {
+        walk::<T>(figment, section, &mut Vec::new(), &value, &mut found);
+    }
+    found
+}
+
 /// What went wrong, without the value that was found: a value in the wrong place may be a secret
 /// (`tokens = "…"` where a list belongs), and an error is printed and logged.
 fn without_values(kind: &figment::error::Kind) -> String {
@@ -1115,6 +1196,31 @@ mod tests {
         {
             assert!(joined.contains(expected), "{expected} missing from:\n{joined}");
         }
+    }
+
+    #[test]
+    fn a_wrong_type_does_not_hide_an_unknown_key_in_the_same_section() {
+        let figment = Figment::from(Toml::string(DEFAULTS_TOML)).merge(Toml::string(
+            r#"
+            [nats]
+            connect_timeout = 5
+            urll = "nats://elsewhere:4222"
+            [nats.stream]
+            replcas = 3
+            [grpc]
+            listen = "0.0.0.0:50051"
+            [grpc.auth]
+            enabeld = true
+            "#,
+        ));
+        let problems = Config::from_figment(&figment).expect_err("refused").0;
+        let has = |needle: &str| problems.iter().any(|problem| problem.contains(needle));
+        assert!(has("nats.connect_timeout: invalid type"), "{problems:#?}");
+        assert!(has("nats: unknown key `urll`"), "{problems:#?}");
+        assert!(has("nats.stream: unknown key `replcas`"), "{problems:#?}");
+        assert!(has("grpc.auth: unknown key `enabeld`"), "{problems:#?}");
+        let unknown_urll = problems.iter().filter(|problem| problem.contains("`urll`")).count();
+        assert_eq!(unknown_urll, 1, "each problem once: {problems:#?}");
     }
 
     #[test]
