@@ -20,6 +20,14 @@ ensure_nats_server() {
   command -v nats-server >/dev/null 2>&1 || { log "nats-server is still missing"; return 1; }
 }
 
+# curl: the documentation test runs the README's first webhook as a user pastes it.
+ensure_curl() {
+  if ! command -v curl >/dev/null 2>&1; then
+    apt_install curl
+  fi
+  command -v curl >/dev/null 2>&1 || { log "curl is still missing"; return 1; }
+}
+
 # The nats-server version production runs, pinned once: the NATS image tag in the Kubernetes base.
 pinned_nats_version() {
   local root

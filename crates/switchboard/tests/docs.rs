@@ -187,6 +187,8 @@ impl Up {
 async fn the_documented_examples_run_and_show_what_the_documents_say() {
     let nats = NatsServer::start().expect("nats-server starts");
     let up = Up::start(&nats).await;
+    // The README's first webhook, before anything else reached the stream: its answer as shown.
+    first_webhook(&up).await;
     up.feed().await;
     up.wait_drained().await;
 
@@ -230,6 +232,44 @@ async fn the_documented_examples_run_and_show_what_the_documents_say() {
         "{stdout}"
     );
     assert!(!stderr.contains('\x1b'), "logs written to a file carry no colour codes: {stderr}");
+}
+
+/// Runs the README's "send a delivery report" block with bash, as a user pastes it (its address
+/// and token file made this system's), and compares the answer with the one shown under it.
+async fn first_webhook(up: &Up) {
+    let (_, lines) = code_blocks("README.md")
+        .into_iter()
+        .find(|(info, lines)| info == "sh" && lines.iter().any(|line| line.contains("curl ")))
+        .expect("the README's first webhook");
+    let data = &up.environment[1].1;
+    let script: String = lines
+        .iter()
+        .filter(|line| !line.starts_with('#'))
+        .map(|line| {
+            line.replace("data/gateway-token", &format!("{data}/gateway-token"))
+                .replace("http://127.0.0.1:8080", &format!("http://{}", up.gateway))
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let output = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(repository())
+        .output()
+        .await
+        .expect("bash runs");
+    assert!(output.status.success(), "{script}\n{}", String::from_utf8_lossy(&output.stderr));
+    let shown = lines
+        .iter()
+        .find_map(|line| line.strip_prefix("# {"))
+        .map(|rest| format!("{{{rest}"))
+        .expect("the answer shown in the README");
+    let mut shown: serde_json::Value = serde_json::from_str(&shown).expect("the shown answer is JSON");
+    let mut answer: serde_json::Value = serde_json::from_slice(&output.stdout).expect("the answer is JSON");
+    // The request id is new every time ("…" in the README).
+    assert!(answer["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{answer}");
+    shown["request_id"] = serde_json::Value::Null;
+    answer["request_id"] = serde_json::Value::Null;
+    assert_eq!(answer, shown);
 }
 
 /// Fenced code blocks of a document, with their info strings: (info, lines).
