@@ -684,6 +684,18 @@ async fn rebuild_with_swap_moves_the_files_and_resumes_the_consumer_after_the_re
     let again = run(&system, dir, &["rebuild", "sms", "--swap"]).await;
     assert!(!again.success && again.stderr.contains(".bak already exists"), "{}", again.stderr);
     assert!(!dir.join("sms.db.rebuild").exists());
+
+    // The printed step after a rebuild without --swap: the consumer resumes after a given sequence,
+    // and nothing is rebuilt.
+    let resumed = run_ok(&system, dir, &["rebuild", "sms", "--resume-after", "0", "--json"]).await.json();
+    assert_eq!(resumed["consumers_reset"], serde_json::json!(["sms"]), "{resumed}");
+    assert_eq!(resumed["resume_at"], 1);
+    let info = consumer.info().await.expect("consumer info");
+    assert_eq!(info.config.deliver_policy, DeliverPolicy::ByStartSequence { start_sequence: 1 });
+    assert_eq!(info.num_pending, 1, "the event is delivered again");
+    assert!(!dir.join("sms.db.rebuild").exists());
+    let refused = run(&system, dir, &["rebuild", "sms", "--resume-after", "3", "--swap"]).await;
+    assert!(!refused.success && refused.stderr.contains("cannot be used with"), "{}", refused.stderr);
 }
 
 /// A configuration file that does not parse stops `config check` and every component, with the
