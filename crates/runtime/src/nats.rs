@@ -288,10 +288,11 @@ pub async fn ensure_stream(
                     tracing::info!(stream = %settings.name, "created stream");
                     Ok(created)
                 }
-                // Another replica created it between our lookup and our create.
-                Err(_) => {
-                    js.get_stream(&settings.name).await.map_err(|error| stream_error(error.to_string()))
-                }
+                // Another replica created it between our lookup and our create; otherwise the
+                // create's own error says why (no JetStream leader yet, no room for the replicas, …).
+                Err(create_error) => js.get_stream(&settings.name).await.map_err(|_| {
+                    stream_error(format!("it does not exist and creating it failed: {create_error}"))
+                }),
             }
         }
         Err(error) => Err(stream_error(error.to_string())),
