@@ -35,7 +35,7 @@ async fn applied_versions(database: &Database) -> Vec<i64> {
 #[tokio::test]
 async fn every_service_upgrades_a_database_of_the_first_release() {
     for product in Product::ALL {
-        let (service, migrations) = (product.name(), switchboard::migrations(product));
+        let (service, migrations) = (product.name(), switchboard::descriptor(product).migrations);
         let database = TestDatabase::create(TestBackend::from_env(), service).await.expect("database");
         let old =
             Database::open(&database.url(), settings(), &first_release(migrations)).await.expect(service);

@@ -145,15 +145,13 @@ fn admin_port(config: &Path) -> anyhow::Result<u16> {
     Ok(line.trim_end_matches('"').rsplit(':').next().unwrap_or_default().parse()?)
 }
 
-/// The subject roots a service consumes, one durable consumer each.
+/// The subject roots a service consumes, one durable consumer each: (durable name, root).
 fn roots(product: Product) -> Vec<(&'static str, &'static str)> {
-    match product {
-        Product::Sms => vec![("sms", "sms")],
-        Product::Chat => vec![("chat-whatsapp", "whatsapp"), ("chat-rcs", "rcs")],
-        Product::Voice => vec![("voice", "voice")],
-        Product::Interact => vec![("interact", "vmn")],
-        Product::Contacts => vec![("contacts", "contacts")],
-    }
+    switchboard::descriptor(product)
+        .consumers
+        .iter()
+        .map(|consumer| (consumer.durable_name, consumer.root))
+        .collect()
 }
 
 fn backend_name(backend: TestBackend) -> &'static str {

@@ -18,24 +18,40 @@ use std::sync::Arc;
 use switchboard_events::Product;
 use switchboard_proto::chat::chat_service_server::ChatServiceServer;
 use switchboard_runtime::Platform;
-use switchboard_service::ServiceHost;
+use switchboard_service::{ConsumerDescriptor, ProjectionParts, ServiceDescriptor, ServiceHost};
 use tonic::service::RoutesBuilder;
 
 /// The gRPC service name, for health checks.
 pub const SERVICE_NAME: &str = switchboard_proto::service_names::CHAT;
+
+/// The durable consumers, one per subject root.
+const CONSUMERS: &[ConsumerDescriptor] = &[
+    ConsumerDescriptor { durable_name: "chat-whatsapp", root: model::WHATSAPP },
+    ConsumerDescriptor { durable_name: "chat-rcs", root: model::RCS },
+];
+
+/// The chat service, as the process runs it.
+pub const DESCRIPTOR: ServiceDescriptor = ServiceDescriptor {
+    product: Product::Chat,
+    grpc_service: SERVICE_NAME,
+    migrations: store::MIGRATIONS,
+    consumers: CONSUMERS,
+    start: |platform, routes| Box::pin(start(platform, routes)),
+    rebuild: |replay, parts| Box::pin(async move { replay.replay(&projection(parts)).await }),
+};
+
+/// The projection the consumers feed, on `parts`.
+fn projection(parts: ProjectionParts) -> consumer::ChatProjection {
+    consumer::ChatProjection { database: parts.database, changes: parts.changes, zone: parts.zone }
+}
 
 /// Opens the database, starts the `chat-whatsapp` and `chat-rcs` consumers (one per subject root:
 /// NATS 2.9 has no multi-filter consumers) and adds `ChatService` to `routes`. Runs until the
 /// platform's shutdown; then [`ServiceHost::finish`] waits for both consumers to stop.
 pub async fn start(platform: &Platform, routes: &mut RoutesBuilder) -> anyhow::Result<ServiceHost> {
     let mut host = ServiceHost::open(platform, Product::Chat, store::MIGRATIONS).await?;
-    let projection = Arc::new(consumer::ChatProjection {
-        database: host.database.clone(),
-        changes: host.changes.clone(),
-        zone: host.zone,
-    });
-    host.spawn_consumer("chat-whatsapp", model::WHATSAPP, projection.clone());
-    host.spawn_consumer("chat-rcs", model::RCS, projection);
+    let projection = Arc::new(projection(host.projection_parts()));
+    host.spawn_consumers(CONSUMERS, projection);
     host.spawn_retention(store::RETENTION);
     let api = api::ChatApi {
         database: host.database.clone(),

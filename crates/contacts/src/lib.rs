@@ -18,22 +18,36 @@ use std::sync::Arc;
 use switchboard_events::Product;
 use switchboard_proto::contacts::contacts_service_server::ContactsServiceServer;
 use switchboard_runtime::Platform;
-use switchboard_service::ServiceHost;
+use switchboard_service::{ConsumerDescriptor, ProjectionParts, ServiceDescriptor, ServiceHost};
 use tonic::service::RoutesBuilder;
 
 /// The gRPC service name, for health checks.
 pub const SERVICE_NAME: &str = switchboard_proto::service_names::CONTACTS;
 
+/// The durable consumers, one per subject root.
+const CONSUMERS: &[ConsumerDescriptor] = &[ConsumerDescriptor { durable_name: "contacts", root: "contacts" }];
+
+/// The contacts service, as the process runs it.
+pub const DESCRIPTOR: ServiceDescriptor = ServiceDescriptor {
+    product: Product::Contacts,
+    grpc_service: SERVICE_NAME,
+    migrations: store::MIGRATIONS,
+    consumers: CONSUMERS,
+    start: |platform, routes| Box::pin(start(platform, routes)),
+    rebuild: |replay, parts| Box::pin(async move { replay.replay(&projection(parts)).await }),
+};
+
+/// The projection the consumers feed, on `parts`.
+fn projection(parts: ProjectionParts) -> consumer::ContactsProjection {
+    consumer::ContactsProjection { database: parts.database, changes: parts.changes, zone: parts.zone }
+}
+
 /// Opens the database, starts the `contacts` consumer and adds `ContactsService` to `routes`. Runs
 /// until the platform's shutdown; then [`ServiceHost::finish`] waits for the consumer to stop.
 pub async fn start(platform: &Platform, routes: &mut RoutesBuilder) -> anyhow::Result<ServiceHost> {
     let mut host = ServiceHost::open(platform, Product::Contacts, store::MIGRATIONS).await?;
-    let projection = consumer::ContactsProjection {
-        database: host.database.clone(),
-        changes: host.changes.clone(),
-        zone: host.zone,
-    };
-    host.spawn_consumer("contacts", "contacts", Arc::new(projection));
+    let projection = Arc::new(projection(host.projection_parts()));
+    host.spawn_consumers(CONSUMERS, projection);
     host.spawn_retention(store::RETENTION);
     let api = api::ContactsApi {
         database: host.database.clone(),

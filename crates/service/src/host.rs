@@ -114,6 +114,27 @@ impl ServiceHost {
         self.consumers.push(tokio::spawn(consumer.run(platform.shutdown.clone())));
     }
 
+    /// Starts the service's durable consumers (one per subject root, as its descriptor lists them),
+    /// all feeding `projection`.
+    pub fn spawn_consumers<P: Projection>(
+        &mut self,
+        consumers: &[crate::ConsumerDescriptor],
+        projection: Arc<P>,
+    ) {
+        for consumer in consumers {
+            self.spawn_consumer(consumer.durable_name, consumer.root, projection.clone());
+        }
+    }
+
+    /// The parts a service's projection is built from: its database, change feed and zone.
+    pub fn projection_parts(&self) -> crate::ProjectionParts {
+        crate::ProjectionParts {
+            database: self.database.clone(),
+            changes: self.changes.clone(),
+            zone: self.zone,
+        }
+    }
+
     /// Starts the retention job for `targets` with the service's `retention` settings (it does
     /// nothing when no age is configured).
     pub fn spawn_retention(&mut self, targets: &'static [crate::retention::Target]) {

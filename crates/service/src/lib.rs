@@ -1,6 +1,9 @@
 //! The skeleton every product service shares, so the five services differ only in their events,
 //! tables and API:
 //!
+//! * [`descriptor`]: what a service is (product, gRPC service, migrations, consumers, how to start
+//!   and rebuild it), stated once in its crate;
+//! * [`replay`]: replaying the stream into a projection (`switchboard rebuild`);
 //! * [`host`]: open the service's database (retrying until it answers), register readiness, start
 //!   the change feed and the consumer loops;
 //! * [`optouts`]: the opt-out list that sms, chat and voice all keep (table, projection, check and
@@ -9,9 +12,12 @@
 //! * [`status`]: mapping storage errors to gRPC status codes without leaking internals.
 #![forbid(unsafe_code)]
 
+pub mod descriptor;
 pub mod host;
 pub mod optouts;
+pub mod replay;
 pub mod retention;
 pub mod status;
 
+pub use descriptor::{ConsumerDescriptor, ProjectionParts, ServiceDescriptor};
 pub use host::ServiceHost;

@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use switchboard_events::Product;
 use switchboard_runtime::tokio_util::sync::CancellationToken;
 use switchboard_runtime::{Config, Platform, Readiness, admin, grpc};
-use switchboard_service::ServiceHost;
+use switchboard_service::{ServiceDescriptor, ServiceHost};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tonic::service::RoutesBuilder;
@@ -45,7 +45,7 @@ impl Component {
 
 /// The product services this build runs: all of them.
 pub fn implemented_services() -> Vec<Product> {
-    Product::ALL.to_vec()
+    SERVICES.iter().map(|service| service.product).collect()
 }
 
 /// The sockets a process serves on. A component that needs a listener it was not given is an error.
@@ -165,8 +165,9 @@ async fn run_components(
         let mut service_names = Vec::new();
         for component in components {
             if let Component::Service(product) = component {
-                hosts.push(start_service(&platform, *product, &mut routes).await?);
-                service_names.push(grpc_service_name(*product));
+                let service = descriptor(*product);
+                hosts.push((service.start)(&platform, &mut routes).await?);
+                service_names.push(service.grpc_service);
             }
         }
         if !hosts.is_empty() {
@@ -214,39 +215,22 @@ async fn run_components(
     result
 }
 
-async fn start_service(
-    platform: &Platform,
-    product: Product,
-    routes: &mut RoutesBuilder,
-) -> anyhow::Result<ServiceHost> {
-    match product {
-        Product::Sms => switchboard_sms::start(platform, routes).await,
-        Product::Chat => switchboard_chat::start(platform, routes).await,
-        Product::Voice => switchboard_voice::start(platform, routes).await,
-        Product::Interact => switchboard_interact::start(platform, routes).await,
-        Product::Contacts => switchboard_contacts::start(platform, routes).await,
-    }
-}
+/// Every product service this build runs. Adding a service: its crate exports a `DESCRIPTOR`, and
+/// it gets one line here.
+pub const SERVICES: [&ServiceDescriptor; 5] = [
+    &switchboard_sms::DESCRIPTOR,
+    &switchboard_chat::DESCRIPTOR,
+    &switchboard_voice::DESCRIPTOR,
+    &switchboard_interact::DESCRIPTOR,
+    &switchboard_contacts::DESCRIPTOR,
+];
 
-fn grpc_service_name(product: Product) -> &'static str {
-    match product {
-        Product::Sms => switchboard_sms::SERVICE_NAME,
-        Product::Chat => switchboard_chat::SERVICE_NAME,
-        Product::Voice => switchboard_voice::SERVICE_NAME,
-        Product::Interact => switchboard_interact::SERVICE_NAME,
-        Product::Contacts => switchboard_contacts::SERVICE_NAME,
-    }
-}
-
-/// A service's database migrations, in the order they apply.
-pub fn migrations(product: Product) -> &'static [switchboard_store::MigrationFiles] {
-    match product {
-        Product::Sms => switchboard_sms::store::MIGRATIONS,
-        Product::Chat => switchboard_chat::store::MIGRATIONS,
-        Product::Voice => switchboard_voice::store::MIGRATIONS,
-        Product::Interact => switchboard_interact::store::MIGRATIONS,
-        Product::Contacts => switchboard_contacts::store::MIGRATIONS,
-    }
+/// The descriptor of `product`'s service.
+pub fn descriptor(product: Product) -> &'static ServiceDescriptor {
+    SERVICES
+        .into_iter()
+        .find(|descriptor| descriptor.product == product)
+        .unwrap_or_else(|| unreachable!("every product has a service in SERVICES (checked by a test)"))
 }
 
 /// Applies the given services' migrations and returns (for `switchboard migrate`, e.g. in an init container).
@@ -256,11 +240,24 @@ pub async fn migrate(config: &Config, products: &[Product]) -> anyhow::Result<()
         let url = service.database_url(*product, &config.storage.data_dir);
         let settings =
             switchboard_store::PoolSettings { max_connections: 1, acquire_timeout: service.acquire_timeout };
-        let database = switchboard_store::Database::open(&url, settings, migrations(*product))
+        let database = switchboard_store::Database::open(&url, settings, descriptor(*product).migrations)
             .await
             .with_context(|| format!("migrating the {product} database"))?;
         tracing::info!(service = %product, backend = database.backend().name(), "migrations applied");
         database.close().await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_product_has_one_consistent_service() {
+        assert_eq!(ServiceDescriptor::check_list(&SERVICES), Vec::<String>::new());
+        for product in Product::ALL {
+            assert_eq!(descriptor(product).product, product);
+        }
+    }
 }

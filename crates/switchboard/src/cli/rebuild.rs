@@ -13,21 +13,21 @@
 //! idempotent and independent of order.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer};
 use clap::Args;
-use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use switchboard_events::{Product, Subjects};
+use switchboard_events::Product;
 use switchboard_runtime::changes::ChangeFeed;
 use switchboard_runtime::config::Config;
-use switchboard_runtime::consumer::{ApplyError, Delivery, Projection};
 use switchboard_runtime::nats;
 use switchboard_runtime::secret::Secret;
 use switchboard_runtime::tokio_util::sync::CancellationToken;
+use switchboard_service::descriptor::{ProjectionParts, ServiceDescriptor};
+use switchboard_service::replay::{ReplayProgress, StreamReplay};
 use switchboard_store::{Database, PoolSettings};
 
 use super::{Cli, Output};
@@ -78,8 +78,6 @@ struct Summary {
     next_steps: Vec<String>,
 }
 
-const KEPT_REASONS: usize = 10;
-
 pub async fn run(cli: &Cli, args: &RebuildArgs) -> anyhow::Result<()> {
     let product = Product::from_name(&args.service)
         .filter(|product| crate::implemented_services().contains(product))
@@ -115,7 +113,8 @@ async fn rebuild(
                     )
                 })??;
         let jetstream = nats::jetstream(client, &config.nats);
-        let reset = reset_consumers(&jetstream, &config.nats.stream.name, product, last).await?;
+        let reset =
+            reset_consumers(&jetstream, &config.nats.stream.name, crate::descriptor(product), last).await?;
         if output.json {
             return output
                 .print_json(&serde_json::json!({ "consumers_reset": reset, "resume_at": last + 1 }));
@@ -179,35 +178,24 @@ async fn rebuild(
             .await
             .map_err(|error| anyhow::anyhow!("change feed: {error}"))?;
     let settings = PoolSettings { max_connections: 2, acquire_timeout: service.acquire_timeout };
-    let database = Database::open(&Secret::new(target.clone()), settings, crate::migrations(product))
-        .await
-        .context("creating the database to rebuild into")?;
-    let zone = config.storage.provider_timezone;
-    let reader =
-        Reader { jetstream: &jetstream, subjects: &subjects, stream: &config.nats.stream.name, product };
-    let started = Instant::now();
-    let (database, tally) = match product {
-        Product::Sms => {
-            let projection = switchboard_sms::consumer::SmsProjection { database, changes, zone };
-            (projection.database.clone(), reader.replay(&projection, args.batch, &output).await?)
-        }
-        Product::Chat => {
-            let projection = switchboard_chat::consumer::ChatProjection { database, changes, zone };
-            (projection.database.clone(), reader.replay(&projection, args.batch, &output).await?)
-        }
-        Product::Voice => {
-            let projection = switchboard_voice::consumer::VoiceProjection { database, changes, zone };
-            (projection.database.clone(), reader.replay(&projection, args.batch, &output).await?)
-        }
-        Product::Interact => {
-            let projection = switchboard_interact::consumer::InteractProjection { database, changes, zone };
-            (projection.database.clone(), reader.replay(&projection, args.batch, &output).await?)
-        }
-        Product::Contacts => {
-            let projection = switchboard_contacts::consumer::ContactsProjection { database, changes, zone };
-            (projection.database.clone(), reader.replay(&projection, args.batch, &output).await?)
-        }
+    let database =
+        Database::open(&Secret::new(target.clone()), settings, crate::descriptor(product).migrations)
+            .await
+            .context("creating the database to rebuild into")?;
+    let descriptor = crate::descriptor(product);
+    let bar = Bar::new(output, product);
+    let replay = StreamReplay {
+        jetstream: &jetstream,
+        subjects: &subjects,
+        stream: &config.nats.stream.name,
+        product,
+        batch: args.batch,
+        progress: &bar,
     };
+    let started = Instant::now();
+    let parts =
+        ProjectionParts { database: database.clone(), changes, zone: config.storage.provider_timezone };
+    let tally = (descriptor.rebuild)(&replay, parts).await?;
     // Closing checkpoints SQLite's write-ahead log into the file, so the file alone is the database.
     database.close().await;
     stop.cancel();
@@ -221,7 +209,8 @@ async fn rebuild(
         swapped = true;
     }
     let consumers_reset = if swapped {
-        reset_consumers(&jetstream, &config.nats.stream.name, product, tally.last_sequence).await?
+        reset_consumers(&jetstream, &config.nats.stream.name, crate::descriptor(product), tally.last_sequence)
+            .await?
     } else {
         Vec::new()
     };
@@ -301,177 +290,38 @@ fn target_url(into: &str) -> String {
     }
 }
 
-/// The durable consumers a service runs, one per subject root (see each service's `lib.rs`).
-fn durable_names(product: Product) -> Vec<String> {
-    let roots = product.subject_roots();
-    if roots.len() == 1 {
-        vec![product.name().to_owned()]
-    } else {
-        roots.iter().map(|root| format!("{}-{root}", product.name())).collect()
-    }
-}
+/// The rebuild's progress bar (hidden for `--json` and off a terminal).
+struct Bar(ProgressBar);
 
-#[derive(Debug, Default)]
-struct Tally {
-    events: u64,
-    applied: u64,
-    undecodable: u64,
-    failed: u64,
-    reasons: Vec<String>,
-    last_sequence: u64,
-}
-
-impl Tally {
-    fn skip(&mut self, sequence: u64, reason: String) {
-        if self.reasons.len() < KEPT_REASONS {
-            self.reasons.push(format!("#{sequence}: {reason}"));
-        }
-    }
-}
-
-struct Reader<'a> {
-    jetstream: &'a jetstream::Context,
-    subjects: &'a Subjects,
-    stream: &'a str,
-    product: Product,
-}
-
-impl Reader<'_> {
-    /// Reads every event of the product's subjects stored so far and applies them in batches.
-    async fn replay<P: Projection>(
-        &self,
-        projection: &P,
-        batch: usize,
-        output: &Output,
-    ) -> anyhow::Result<Tally> {
-        let stream = self
-            .jetstream
-            .get_stream(self.stream)
-            .await
-            .with_context(|| format!("no stream {} (has the gateway started?)", self.stream))?;
-        // One consumer per subject root: a single filter subject works on every server version.
-        let mut readers = Vec::new();
-        let mut total = 0;
-        for root in self.product.subject_roots() {
-            let reader_name = format!("rebuild-{}-{}", self.product, uuid::Uuid::new_v4().simple());
-            let mut reader = stream
-                .create_consumer(consumer::pull::OrderedConfig {
-                    name: Some(reader_name.clone()),
-                    description: Some(format!("switchboard rebuild {}", self.product)),
-                    filter_subject: self.subjects.root_filter(root),
-                    deliver_policy: consumer::DeliverPolicy::All,
-                    ..Default::default()
-                })
-                .await
-                .context("creating the consumer that reads the stream")?;
-            // Everything stored when the rebuild starts; later events are the durable consumer's.
-            let pending = reader.info().await.context("reading the consumer's pending count")?.num_pending;
-            total += pending;
-            readers.push((reader, pending, reader_name));
-        }
-        let progress = ProgressBar::new(total);
+impl Bar {
+    fn new(output: Output, product: Product) -> Bar {
+        let bar = ProgressBar::new(0);
         if output.json {
-            progress.set_draw_target(ProgressDrawTarget::hidden());
+            bar.set_draw_target(ProgressDrawTarget::hidden());
         }
-        progress.set_style(
+        bar.set_style(
             ProgressStyle::with_template(
                 "rebuilding {msg} {bar:40} {human_pos}/{human_len} {per_sec} elapsed {elapsed} eta {eta}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        progress.set_message(self.product.name());
-        let mut tally = Tally::default();
-        for (reader, pending, reader_name) in readers {
-            if pending == 0 {
-                let _ = stream.delete_consumer(&reader_name).await;
-                continue;
-            }
-            let messages = reader.messages().await.context("reading the stream")?;
-            let mut chunks =
-                messages.take(usize::try_from(pending).unwrap_or(usize::MAX)).ready_chunks(batch.max(1));
-            while let Some(chunk) = chunks.next().await {
-                let mut items = Vec::with_capacity(chunk.len());
-                let mut sequences = Vec::with_capacity(chunk.len());
-                for message in chunk {
-                    let message = message.map_err(|error| anyhow::anyhow!("reading the stream: {error}"))?;
-                    let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
-                    tally.events += 1;
-                    tally.last_sequence = tally.last_sequence.max(sequence);
-                    match self.delivery(&message, sequence).and_then(|delivery| projection.decode(&delivery))
-                    {
-                        Ok(item) => {
-                            items.push(item);
-                            sequences.push(sequence);
-                        }
-                        Err(reason) => {
-                            tally.undecodable += 1;
-                            tally.skip(sequence, reason);
-                        }
-                    }
-                }
-                apply(projection, &items, &sequences, &mut tally).await?;
-                progress.set_position(tally.events);
-            }
-            drop(chunks);
-            // Removed now rather than after the server's inactivity threshold.
-            let _ = stream.delete_consumer(&reader_name).await;
-        }
-        progress.finish_and_clear();
-        if tally.events < total {
-            anyhow::bail!("the stream ended after {} of {total} events", tally.events);
-        }
-        Ok(tally)
-    }
-
-    fn delivery(&self, message: &jetstream::Message, sequence: u64) -> Result<Delivery, String> {
-        Delivery::read(self.subjects, message, sequence, 1)
+        bar.set_message(product.name());
+        Bar(bar)
     }
 }
 
-/// Applies a batch in one transaction; when that fails, event by event, counting the ones that fail
-/// alone. An unavailable store is retried for a while, then the rebuild stops.
-async fn apply<P: Projection>(
-    projection: &P,
-    items: &[P::Item],
-    sequences: &[u64],
-    tally: &mut Tally,
-) -> anyhow::Result<()> {
-    if items.is_empty() {
-        return Ok(());
+impl ReplayProgress for Bar {
+    fn start(&self, total: u64) {
+        self.0.set_length(total);
     }
-    match apply_retrying(projection, items).await {
-        Ok(()) => {
-            tally.applied += items.len() as u64;
-            return Ok(());
-        }
-        Err(ApplyError::Unavailable(error)) => anyhow::bail!("the new database is unavailable: {error}"),
-        Err(ApplyError::Failed(_)) => {}
-    }
-    for (item, &sequence) in items.iter().zip(sequences) {
-        match apply_retrying(projection, std::slice::from_ref(item)).await {
-            Ok(()) => tally.applied += 1,
-            Err(ApplyError::Unavailable(error)) => anyhow::bail!("the new database is unavailable: {error}"),
-            Err(ApplyError::Failed(reason)) => {
-                tally.failed += 1;
-                tally.skip(sequence, reason);
-            }
-        }
-    }
-    Ok(())
-}
 
-async fn apply_retrying<P: Projection>(projection: &P, items: &[P::Item]) -> Result<(), ApplyError> {
-    let mut delay = Duration::from_millis(100);
-    for _ in 0..6 {
-        match projection.apply(items).await {
-            Err(ApplyError::Unavailable(_)) => {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            outcome => return outcome,
-        }
+    fn advance(&self, read: u64) {
+        self.0.set_position(read);
     }
-    projection.apply(items).await
+
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
 }
 
 /// SQLite's companions of a database file (present while it is open, or after a crash).
@@ -514,20 +364,20 @@ fn swap_files(live: &Path, rebuilt: &Path) -> anyhow::Result<()> {
 async fn reset_consumers(
     jetstream: &jetstream::Context,
     stream: &str,
-    product: Product,
+    service: &ServiceDescriptor,
     last: u64,
 ) -> anyhow::Result<Vec<String>> {
     let stream = jetstream.get_stream(stream).await.with_context(|| format!("no stream {stream}"))?;
     let mut reset = Vec::new();
-    for name in durable_names(product) {
-        let Ok(existing) = stream.get_consumer::<consumer::pull::Config>(&name).await else {
+    for name in service.durable_names() {
+        let Ok(existing) = stream.get_consumer::<consumer::pull::Config>(name).await else {
             continue;
         };
         let mut config = existing.cached_info().config.clone();
         config.deliver_policy = consumer::DeliverPolicy::ByStartSequence { start_sequence: last + 1 };
-        stream.delete_consumer(&name).await.with_context(|| format!("deleting consumer {name}"))?;
+        stream.delete_consumer(name).await.with_context(|| format!("deleting consumer {name}"))?;
         stream.create_consumer(config).await.with_context(|| format!("recreating consumer {name}"))?;
-        reset.push(name);
+        reset.push(name.to_owned());
     }
     Ok(reset)
 }
@@ -579,7 +429,8 @@ mod tests {
         assert_eq!(target_url("postgres://sb@db/sms_new"), "postgres://sb@db/sms_new");
         assert_eq!(sqlite_path("sqlite:///tmp/a.db?mode=rwc"), Some(PathBuf::from("/tmp/a.db")));
         assert_eq!(sqlite_path("postgres://db/x"), None);
-        assert_eq!(durable_names(Product::Chat), ["chat-whatsapp", "chat-rcs"]);
-        assert_eq!(durable_names(Product::Interact), ["interact"]);
+        let names = |product| crate::descriptor(product).durable_names().collect::<Vec<_>>();
+        assert_eq!(names(Product::Chat), ["chat-whatsapp", "chat-rcs"]);
+        assert_eq!(names(Product::Interact), ["interact"]);
     }
 }

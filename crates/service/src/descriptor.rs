@@ -1,0 +1,103 @@
+//! What a product service is, stated once in its own crate: its product, gRPC service, migrations,
+//! durable consumers, how to start it and how to rebuild its tables. The binary, `migrate`,
+//! `rebuild` and the tests iterate the list of descriptors instead of matching on products.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use switchboard_events::{Product, TimeZoneSetting};
+use switchboard_runtime::Platform;
+use switchboard_runtime::changes::ChangeFeed;
+use switchboard_store::{Database, MigrationFiles};
+use tonic::service::RoutesBuilder;
+
+use crate::ServiceHost;
+use crate::replay::{StreamReplay, Tally};
+
+/// A boxed future, as a descriptor's function pointers return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One durable consumer of a service: its name on the stream and the subject root it reads
+/// (`sms` → `sms.>`). One per root: NATS 2.9 has no multi-filter consumers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerDescriptor {
+    pub durable_name: &'static str,
+    pub root: &'static str,
+}
+
+/// What a service's projection is built from.
+#[derive(Debug, Clone)]
+pub struct ProjectionParts {
+    pub database: Database,
+    pub changes: ChangeFeed,
+    pub zone: TimeZoneSetting,
+}
+
+/// Starts a service: opens its database, starts its consumers, adds its gRPC service to the routes.
+pub type StartFn =
+    for<'a> fn(&'a Platform, &'a mut RoutesBuilder) -> BoxFuture<'a, anyhow::Result<ServiceHost>>;
+
+/// Replays the stream into the service's projection built on `parts` (for `switchboard rebuild`).
+pub type RebuildFn =
+    for<'a> fn(&'a StreamReplay<'a>, ProjectionParts) -> BoxFuture<'a, anyhow::Result<Tally>>;
+
+/// A product service, as the process runs it.
+#[derive(Clone, Copy)]
+pub struct ServiceDescriptor {
+    pub product: Product,
+    /// The gRPC service's full name (health checks, reflection).
+    pub grpc_service: &'static str,
+    /// The database migrations, in the order they apply.
+    pub migrations: &'static [MigrationFiles],
+    /// The durable consumers, one per subject root of the product.
+    pub consumers: &'static [ConsumerDescriptor],
+    pub start: StartFn,
+    pub rebuild: RebuildFn,
+}
+
+impl std::fmt::Debug for ServiceDescriptor {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ServiceDescriptor")
+            .field("product", &self.product)
+            .field("grpc_service", &self.grpc_service)
+            .field("consumers", &self.consumers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceDescriptor {
+    /// The durable consumers' names.
+    pub fn durable_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.consumers.iter().map(|consumer| consumer.durable_name)
+    }
+
+    /// Problems with a list of descriptors: each product once, and each descriptor's consumers
+    /// reading exactly its product's subject roots (what the stream captures), with names unique
+    /// across the list. Empty when the list is consistent.
+    pub fn check_list(descriptors: &[&ServiceDescriptor]) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut names: Vec<&str> = Vec::new();
+        for (index, descriptor) in descriptors.iter().enumerate() {
+            let product = descriptor.product;
+            if descriptors[..index].iter().any(|earlier| earlier.product == product) {
+                problems.push(format!("{product} is described twice"));
+            }
+            let mut roots: Vec<&str> = descriptor.consumers.iter().map(|consumer| consumer.root).collect();
+            roots.sort_unstable();
+            let mut expected = product.subject_roots().to_vec();
+            expected.sort_unstable();
+            if roots != expected {
+                problems
+                    .push(format!("{product} consumes {roots:?}, but its subject roots are {expected:?}"));
+            }
+            for name in descriptor.durable_names() {
+                if names.contains(&name) {
+                    problems.push(format!("consumer name {name} is used twice"));
+                }
+                names.push(name);
+            }
+        }
+        problems
+    }
+}
