@@ -14,7 +14,7 @@
 //! Every rule has its SQL twin right below it: the Rust form reduces a batch to one row per message,
 //! the SQL form decides against the stored row. They must be read and changed together.
 
-use std::cmp::Ordering;
+use switchboard_store::WinnerRule;
 
 use switchboard_events::EventKind;
 
@@ -57,41 +57,14 @@ pub fn status_rank(status: &str) -> i64 {
     }
 }
 
-/// A status event's place in the precedence order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Precedence {
-    pub rank: i64,
-    /// The event's `timestamp` in microseconds, or `i64::MIN` when it has none.
-    pub time_key: i64,
-    pub digest: String,
-    pub stream_sequence: i64,
-}
+/// A status event's place in the precedence order: keys `[status rank, timestamp]` (microseconds,
+/// `i64::MIN` when absent), then the digest
+/// (`switchboard_store::Precedence`, where the rule and its property test live).
+pub type Precedence = switchboard_store::Precedence<2>;
 
-impl Precedence {
-    /// Whether `self` should replace `current` as the message's state.
-    pub fn beats(&self, current: &Precedence) -> bool {
-        self.cmp_key(current) == Ordering::Greater
-    }
-
-    fn cmp_key(&self, other: &Precedence) -> Ordering {
-        (self.rank, self.time_key, &self.digest)
-            .cmp(&(other.rank, other.time_key, &other.digest))
-            // The same body twice: the earlier delivery stands.
-            .then_with(|| other.stream_sequence.cmp(&self.stream_sequence))
-    }
-}
-
-/// The SQL form of [`Precedence::beats`]: `excluded` (the new event) against `table` (the stored
-/// row).
-pub fn beats_sql(table: &str) -> String {
-    format!(
-        "((excluded.status_rank, excluded.status_time_key, excluded.digest) > \
-          ({table}.status_rank, {table}.status_time_key, {table}.digest) \
-          OR ((excluded.status_rank, excluded.status_time_key, excluded.digest) = \
-              ({table}.status_rank, {table}.status_time_key, {table}.digest) \
-              AND excluded.stream_sequence < {table}.stream_sequence))"
-    )
-}
+/// The columns the current-state table keeps the keys in; `WINNER.beats_sql(table)` is the
+/// upsert's form of [`Precedence::beats`].
+pub const WINNER: WinnerRule<2> = WinnerRule { key_columns: ["status_rank", "status_time_key"] };
 
 /// The earliest time each milestone of an outbound message was reported (microseconds).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -220,7 +193,7 @@ mod tests {
     }
 
     fn precedence(rank: i64, time_key: i64, digest: &str, stream_sequence: i64) -> Precedence {
-        Precedence { rank, time_key, digest: digest.into(), stream_sequence }
+        Precedence { keys: [rank, time_key], digest: digest.into(), stream_sequence }
     }
 
     #[test]

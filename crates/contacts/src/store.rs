@@ -14,7 +14,7 @@ use switchboard_store::{
     values_rows, write_rows,
 };
 
-use crate::model::{Precedence, beats_sql, identity_key, name_key};
+use crate::model::{Precedence, WINNER, identity_key, name_key};
 
 pub const MIGRATIONS: &[MigrationFiles] = &[
     MigrationFiles {
@@ -90,7 +90,7 @@ switchboard_store::current_row!(ContactRow);
 impl ContactRow {
     pub fn precedence(&self) -> Precedence {
         Precedence {
-            updated_key: self.updated_key,
+            keys: [self.updated_key],
             digest: self.digest.clone(),
             stream_sequence: self.stream_sequence,
         }
@@ -301,7 +301,7 @@ async fn write_contacts(
 
     let (assignments, changed) = current_state_update(
         "contacts",
-        &beats_sql("contacts"),
+        &WINNER.beats_sql("contacts"),
         WINNER_COLUMNS,
         &["first_received_at"],
         &["last_received_at"],

@@ -7,7 +7,7 @@
 //! larger body digest, so the outcome depends only on the set of reports, never on their order.
 //! Identical bodies (the same report delivered twice) keep the earliest stream sequence.
 
-use std::cmp::Ordering;
+use switchboard_store::WinnerRule;
 
 use switchboard_proto::sms::StatusClass;
 
@@ -55,46 +55,17 @@ pub fn rank(class: StatusClass) -> i64 {
     }
 }
 
-/// A report's place in the precedence order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Precedence {
-    pub rank: i64,
-    /// `deliv_time` in microseconds, or `i64::MIN` when the report has none.
-    pub time_key: i64,
-    pub digest: String,
-    pub stream_sequence: i64,
-}
+/// A report's place in the precedence order: keys `[status rank, deliv_time]` (microseconds,
+/// `i64::MIN` when absent), then the digest
+/// (`switchboard_store::Precedence`, where the rule and its property test live).
+pub type Precedence = switchboard_store::Precedence<2>;
 
-impl Precedence {
-    /// Whether `self` should replace `current` as the message's state.
-    pub fn beats(&self, current: &Precedence) -> bool {
-        self.cmp_key(current) == Ordering::Greater
-    }
-
-    fn cmp_key(&self, other: &Precedence) -> Ordering {
-        (self.rank, self.time_key, &self.digest)
-            .cmp(&(other.rank, other.time_key, &other.digest))
-            // The same body twice: the earlier delivery stands.
-            .then_with(|| other.stream_sequence.cmp(&self.stream_sequence))
-    }
-}
-
-/// The SQL form of [`Precedence::beats`]: `excluded` (the new report) against `table` (the stored
-/// one). Kept next to the Rust rule so the two are read and changed together.
-pub fn beats_sql(table: &str) -> String {
-    format!(
-        "((excluded.status_rank, excluded.status_time_key, excluded.digest) > \
-          ({table}.status_rank, {table}.status_time_key, {table}.digest) \
-          OR ((excluded.status_rank, excluded.status_time_key, excluded.digest) = \
-              ({table}.status_rank, {table}.status_time_key, {table}.digest) \
-              AND excluded.stream_sequence < {table}.stream_sequence))"
-    )
-}
+/// The columns the current-state table keeps the keys in; `WINNER.beats_sql(table)` is the
+/// upsert's form of [`Precedence::beats`].
+pub const WINNER: WinnerRule<2> = WinnerRule { key_columns: ["status_rank", "status_time_key"] };
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
 
     #[test]
@@ -111,7 +82,7 @@ mod tests {
     }
 
     fn precedence(rank: i64, time_key: i64, digest: &str, stream_sequence: i64) -> Precedence {
-        Precedence { rank, time_key, digest: digest.into(), stream_sequence }
+        Precedence { keys: [rank, time_key], digest: digest.into(), stream_sequence }
     }
 
     #[test]
@@ -127,34 +98,5 @@ mod tests {
         let duplicate_later = precedence(2, 300, "d", 9);
         assert!(!duplicate_later.beats(&final_late), "the first delivery of a body stands");
         assert!(final_late.beats(&duplicate_later));
-    }
-
-    proptest! {
-        /// Folding any order of the same reports picks the same winner.
-        #[test]
-        fn the_winner_does_not_depend_on_order(
-            reports in proptest::collection::vec((0i64..3, 0i64..4, "[a-c]", 0i64..50), 1..12),
-            seed in any::<u64>(),
-        ) {
-            let reports: Vec<Precedence> = reports
-                .into_iter()
-                .map(|(rank, time, digest, sequence)| precedence(rank, time, &digest, sequence))
-                .collect();
-            let fold = |items: &[Precedence]| {
-                items.iter().skip(1).fold(items[0].clone(), |current, next| {
-                    if next.beats(&current) { next.clone() } else { current }
-                })
-            };
-            let mut shuffled = reports.clone();
-            // A deterministic shuffle from the seed.
-            let mut state = seed | 1;
-            for index in (1..shuffled.len()).rev() {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                shuffled.swap(index, (state % (index as u64 + 1)) as usize);
-            }
-            prop_assert_eq!(fold(&reports), fold(&shuffled));
-        }
     }
 }

@@ -8,7 +8,7 @@ use switchboard_store::{
     current_state_update, one_row_per_key, received_bounds, rows_by_key, values_rows, write_rows,
 };
 
-use crate::model::{Precedence, beats_sql};
+use crate::model::{Precedence, WINNER};
 
 pub const MIGRATIONS: &[MigrationFiles] = &[
     MigrationFiles {
@@ -83,8 +83,7 @@ pub struct MessageRow {
 impl MessageRow {
     pub fn precedence(&self) -> Precedence {
         Precedence {
-            rank: self.status_rank,
-            time_key: self.status_time_key,
+            keys: [self.status_rank, self.status_time_key],
             digest: self.digest.clone(),
             stream_sequence: self.stream_sequence,
         }
@@ -182,7 +181,7 @@ async fn write_messages(
     let winners = batch_winners(reports, |report| report.id.as_str());
     let (assignments, changed) = current_state_update(
         "sms_messages",
-        &beats_sql("sms_messages"),
+        &WINNER.beats_sql("sms_messages"),
         WINNER_COLUMNS,
         &["first_received_at"],
         &["last_received_at"],

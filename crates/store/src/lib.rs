@@ -18,6 +18,7 @@ mod database;
 mod error;
 mod migrate;
 mod sql;
+mod winner;
 
 pub use database::{Backend, Database, PoolSettings, WriteTransaction};
 pub use error::{StoreError, classify, is_unavailable};
@@ -29,3 +30,4 @@ pub use sql::{
     written_rows_returned,
 };
 pub use sqlx;
+pub use winner::{Precedence, WinnerRule};

@@ -7,7 +7,7 @@
 //! record delivered twice) keep the earliest stream sequence. A record without a readable `end_at`
 //! ranks below every record that has one.
 
-use std::cmp::Ordering;
+use switchboard_store::WinnerRule;
 
 /// Statuses that mean the call was answered (compared case-insensitively).
 const ANSWERED_STATUSES: &[&str] = &["ANSWER", "ANSWERED", "COMPLETED"];
@@ -18,43 +18,16 @@ pub fn is_answered(status: &str) -> bool {
     ANSWERED_STATUSES.contains(&code.as_str())
 }
 
-/// A record's place in the precedence order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Precedence {
-    /// `end_at` in microseconds, or `i64::MIN` when the record has none.
-    pub end_time_key: i64,
-    pub digest: String,
-    pub stream_sequence: i64,
-}
+/// A record's place in the precedence order: keys `[end_at in microseconds, or i64::MIN]`, then the digest
+/// (`switchboard_store::Precedence`, where the rule and its property test live).
+pub type Precedence = switchboard_store::Precedence<1>;
 
-impl Precedence {
-    /// Whether `self` should replace `current` as the call's record.
-    pub fn beats(&self, current: &Precedence) -> bool {
-        self.cmp_key(current) == Ordering::Greater
-    }
-
-    fn cmp_key(&self, other: &Precedence) -> Ordering {
-        (self.end_time_key, &self.digest)
-            .cmp(&(other.end_time_key, &other.digest))
-            // The same body twice: the earlier delivery stands.
-            .then_with(|| other.stream_sequence.cmp(&self.stream_sequence))
-    }
-}
-
-/// The SQL form of [`Precedence::beats`]: `excluded` (the new record) against `table` (the stored
-/// one). Kept next to the Rust rule so the two are read and changed together.
-pub fn beats_sql(table: &str) -> String {
-    format!(
-        "((excluded.end_time_key, excluded.digest) > ({table}.end_time_key, {table}.digest) \
-          OR ((excluded.end_time_key, excluded.digest) = ({table}.end_time_key, {table}.digest) \
-              AND excluded.stream_sequence < {table}.stream_sequence))"
-    )
-}
+/// The columns the current-state table keeps the keys in; `WINNER.beats_sql(table)` is the
+/// upsert's form of [`Precedence::beats`].
+pub const WINNER: WinnerRule<1> = WinnerRule { key_columns: ["end_time_key"] };
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
 
     #[test]
@@ -69,7 +42,7 @@ mod tests {
     }
 
     fn precedence(end_time_key: i64, digest: &str, stream_sequence: i64) -> Precedence {
-        Precedence { end_time_key, digest: digest.into(), stream_sequence }
+        Precedence { keys: [end_time_key], digest: digest.into(), stream_sequence }
     }
 
     #[test]
@@ -87,34 +60,5 @@ mod tests {
         assert!(!duplicate_later.beats(&late), "the first delivery of a body stands");
         assert!(late.beats(&duplicate_later));
         assert!(!late.beats(&late), "a record never beats itself");
-    }
-
-    proptest! {
-        /// Folding any order of the same records picks the same winner.
-        #[test]
-        fn the_winner_does_not_depend_on_order(
-            records in proptest::collection::vec((0i64..4, "[a-c]", 0i64..50), 1..12),
-            seed in any::<u64>(),
-        ) {
-            let records: Vec<Precedence> = records
-                .into_iter()
-                .map(|(end, digest, sequence)| precedence(if end == 0 { i64::MIN } else { end }, &digest, sequence))
-                .collect();
-            let fold = |items: &[Precedence]| {
-                items.iter().skip(1).fold(items[0].clone(), |current, next| {
-                    if next.beats(&current) { next.clone() } else { current }
-                })
-            };
-            let mut shuffled = records.clone();
-            // A deterministic shuffle from the seed.
-            let mut state = seed | 1;
-            for index in (1..shuffled.len()).rev() {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                shuffled.swap(index, (state % (index as u64 + 1)) as usize);
-            }
-            prop_assert_eq!(fold(&records), fold(&shuffled));
-        }
     }
 }

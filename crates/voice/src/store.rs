@@ -8,7 +8,7 @@ use switchboard_store::{
     current_state_update, one_row_per_key, received_bounds, rows_by_key, values_rows, write_rows,
 };
 
-use crate::model::{Precedence, beats_sql};
+use crate::model::{Precedence, WINNER};
 
 pub const MIGRATIONS: &[MigrationFiles] = &[
     MigrationFiles {
@@ -83,7 +83,7 @@ switchboard_store::current_row!(CallRow);
 impl CallRow {
     pub fn precedence(&self) -> Precedence {
         Precedence {
-            end_time_key: self.end_time_key,
+            keys: [self.end_time_key],
             digest: self.digest.clone(),
             stream_sequence: self.stream_sequence,
         }
@@ -187,7 +187,7 @@ async fn write_current(
     let winners = batch_winners(records, |record| record.mid.as_str());
     let (assignments, changed) = current_state_update(
         "voice_calls",
-        &beats_sql("voice_calls"),
+        &WINNER.beats_sql("voice_calls"),
         WINNER_COLUMNS,
         &["first_received_at"],
         &["last_received_at"],

@@ -11,7 +11,7 @@ use switchboard_store::{
 };
 
 use super::prefixed;
-use crate::model::{MILESTONE_COLUMNS, Milestones, Precedence, beats_sql};
+use crate::model::{MILESTONE_COLUMNS, Milestones, Precedence, WINNER};
 
 /// One status event as stored: the outbound row it proposes (its milestones and times already
 /// merged when a batch is reduced), and its history row.
@@ -42,8 +42,7 @@ pub struct OutboundRow {
 impl OutboundRow {
     pub fn precedence(&self) -> Precedence {
         Precedence {
-            rank: self.status_rank,
-            time_key: self.status_time_key,
+            keys: [self.status_rank, self.status_time_key],
             digest: self.digest.clone(),
             stream_sequence: self.stream_sequence,
         }
@@ -166,7 +165,7 @@ fn upsert_clauses() -> (String, String) {
     let table = "chat_outbound";
     let earliest: Vec<&str> =
         MILESTONE_COLUMNS.iter().copied().chain(["conversation_at", "first_received_at"]).collect();
-    current_state_update(table, &beats_sql(table), WINNER_COLUMNS, &earliest, &["last_received_at"])
+    current_state_update(table, &WINNER.beats_sql(table), WINNER_COLUMNS, &earliest, &["last_received_at"])
 }
 
 async fn write_messages(
