@@ -251,14 +251,9 @@ pub async fn list(
         conditions.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await.map_err(from_query_error)?;
     let mut rows: Vec<OptOutRow> =
         rows.iter().map(row_from_sql).collect::<Result<_, _>>().map_err(from_query_error)?;
-    let next_page_token = if rows.len() > page_size as usize {
-        rows.truncate(page_size as usize);
-        rows.last()
-            .map(|last| grpc::encode_page_token(&(last.listed_at(), &last.channel, &last.id)))
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let next_page_token = grpc::next_page_token(&mut rows, page_size, |last| {
+        (last.listed_at(), last.channel.clone(), last.id.clone())
+    });
     Ok(ListOptOutsResponse { opt_outs: rows.iter().map(OptOutRow::to_proto).collect(), next_page_token })
 }
 

@@ -112,12 +112,8 @@ impl SmsService for SmsApi {
         let mut rows = store::list_messages(&self.database, conditions, cursor, i64::from(page_size) + 1)
             .await
             .map_err(from_query_error)?;
-        let next_page_token = if rows.len() > page_size as usize {
-            rows.truncate(page_size as usize);
-            rows.last().map(|last| grpc::encode_page_token(&(last.listed_at, &last.id))).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token =
+            grpc::next_page_token(&mut rows, page_size, |last| (last.listed_at, last.id.clone()));
         let messages = rows.iter().map(|row| message_to_proto(row, Vec::new())).collect();
         Ok(Response::new(ListMessagesResponse { messages, next_page_token }))
     }
@@ -131,7 +127,7 @@ impl SmsService for SmsApi {
         let mut conditions = Conditions::new();
         conditions.range("listed_at", grpc::time_range(request.sent.as_ref(), "sent")?);
         conditions.equal_if_set("sender", &request.sender);
-        let offset_micros = i64::from(zone.0.whole_seconds()) * 1_000_000;
+        let offset_micros = grpc::offset_micros(zone);
         let cells = store::delivery_report(&self.database, conditions, offset_micros)
             .await
             .map_err(from_query_error)?;

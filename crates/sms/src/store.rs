@@ -5,7 +5,8 @@ use std::borrow::Borrow;
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
     Backend, BatchWinner, Conditions, Database, MigrationFiles, batch_winners, current_rows_returned,
-    current_state_update, one_row_per_key, received_bounds, rows_by_key, values_rows, write_rows,
+    current_state_update, epoch_day_sql, one_row_per_key, received_bounds, rows_by_key, values_rows,
+    write_rows,
 };
 
 use crate::model::{Precedence, WINNER};
@@ -381,8 +382,6 @@ pub struct ReportCell {
     pub count: i64,
 }
 
-pub const MICROS_PER_DAY: i64 = 86_400_000_000;
-
 /// Counts per day (in the zone `offset_micros` east of UTC), sender and status.
 pub async fn delivery_report(
     database: &Database,
@@ -390,8 +389,9 @@ pub async fn delivery_report(
     offset_micros: i64,
 ) -> Result<Vec<ReportCell>, sqlx::Error> {
     let offset = conditions.bind(offset_micros);
+    let epoch_day = epoch_day_sql("listed_at", &offset);
     let sql = format!(
-        "SELECT (listed_at + {offset}) / {MICROS_PER_DAY} AS epoch_day, COALESCE(sender, '') AS sender, \
+        "SELECT {epoch_day} AS epoch_day, COALESCE(sender, '') AS sender, \
          status, status_class, COUNT(*) AS count FROM sms_messages{} \
          GROUP BY epoch_day, COALESCE(sender, ''), status, status_class \
          ORDER BY epoch_day, sender, status",

@@ -108,12 +108,8 @@ impl VoiceService for VoiceApi {
         let mut rows = store::list_calls(&self.database, conditions, cursor, i64::from(page_size) + 1)
             .await
             .map_err(from_query_error)?;
-        let next_page_token = if rows.len() > page_size as usize {
-            rows.truncate(page_size as usize);
-            rows.last().map(|last| grpc::encode_page_token(&(last.listed_at, &last.mid))).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token =
+            grpc::next_page_token(&mut rows, page_size, |last| (last.listed_at, last.mid.clone()));
         let calls = rows.iter().map(call_to_proto).collect();
         Ok(Response::new(ListCallsResponse { calls, next_page_token }))
     }
@@ -127,7 +123,7 @@ impl VoiceService for VoiceApi {
         let mut conditions = Conditions::new();
         conditions.range("listed_at", grpc::time_range(request.started.as_ref(), "started")?);
         equal_ignoring_case(&mut conditions, "source", &request.source);
-        let offset_micros = i64::from(zone.0.whole_seconds()) * 1_000_000;
+        let offset_micros = grpc::offset_micros(zone);
         let cells =
             store::call_stats(&self.database, conditions, offset_micros).await.map_err(from_query_error)?;
         let rows = cells

@@ -5,7 +5,8 @@ use std::borrow::Borrow;
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
     Backend, BatchWinner, Conditions, Database, MigrationFiles, batch_winners, current_rows_returned,
-    current_state_update, one_row_per_key, received_bounds, rows_by_key, values_rows, write_rows,
+    current_state_update, epoch_day_sql, one_row_per_key, received_bounds, rows_by_key, values_rows,
+    write_rows,
 };
 
 use crate::model::{Precedence, WINNER};
@@ -359,8 +360,6 @@ pub struct StatsCell {
     pub with_duration: i64,
 }
 
-pub const MICROS_PER_DAY: i64 = 86_400_000_000;
-
 /// Figures per day (in the zone `offset_micros` east of UTC) and source. Sums are cast to BIGINT:
 /// PostgreSQL sums BIGINT into NUMERIC, which sqlx `Any` cannot read.
 pub async fn call_stats(
@@ -369,8 +368,9 @@ pub async fn call_stats(
     offset_micros: i64,
 ) -> Result<Vec<StatsCell>, sqlx::Error> {
     let offset = conditions.bind(offset_micros);
+    let epoch_day = epoch_day_sql("listed_at", &offset);
     let sql = format!(
-        "SELECT (listed_at + {offset}) / {MICROS_PER_DAY} AS epoch_day, COALESCE(source, '') AS source, \
+        "SELECT {epoch_day} AS epoch_day, COALESCE(source, '') AS source, \
          COUNT(*) AS calls, CAST(SUM(answered) AS BIGINT) AS answered, \
          CAST(COALESCE(SUM(duration_seconds), 0) AS BIGINT) AS total_duration_seconds, \
          COUNT(duration_seconds) AS with_duration FROM voice_calls{} \

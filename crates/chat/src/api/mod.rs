@@ -7,7 +7,6 @@
 pub mod convert;
 pub mod watch;
 
-use serde::Serialize;
 use switchboard_events::TimeZoneSetting;
 use switchboard_events::value::normalize_phone;
 use switchboard_proto::chat::chat_service_server::ChatService;
@@ -61,17 +60,6 @@ fn required_id(id: &str) -> Result<&str, Status> {
     if id.trim().is_empty() { Err(Status::invalid_argument("id is required")) } else { Ok(id) }
 }
 
-/// Cuts a result fetched with one row of look-ahead down to the page, and returns the token of the
-/// next page (empty at the end).
-fn next_page<T, C: Serialize>(rows: &mut Vec<T>, page_size: u32, cursor: impl Fn(&T) -> C) -> String {
-    let page_size = page_size as usize;
-    if rows.len() <= page_size {
-        return String::new();
-    }
-    rows.truncate(page_size);
-    rows.last().map(|last| grpc::encode_page_token(&cursor(last))).unwrap_or_default()
-}
-
 #[tonic::async_trait]
 impl ChatService for ChatApi {
     async fn get_outbound_message(
@@ -105,8 +93,9 @@ impl ChatService for ChatApi {
         let mut rows = store::list_outbound(&self.database, conditions, cursor, i64::from(page_size) + 1)
             .await
             .map_err(from_query_error)?;
-        let next_page_token =
-            next_page(&mut rows, page_size, |last| (last.listed_at, last.channel.clone(), last.id.clone()));
+        let next_page_token = grpc::next_page_token(&mut rows, page_size, |last| {
+            (last.listed_at, last.channel.clone(), last.id.clone())
+        });
         let messages = rows.iter().map(|row| outbound_to_proto(row, Vec::new())).collect();
         Ok(Response::new(ListOutboundMessagesResponse { messages, next_page_token }))
     }
@@ -140,8 +129,9 @@ impl ChatService for ChatApi {
         let mut rows = store::list_inbound(&self.database, conditions, cursor, i64::from(page_size) + 1)
             .await
             .map_err(from_query_error)?;
-        let next_page_token =
-            next_page(&mut rows, page_size, |last| (last.received_at, last.channel.clone(), last.id.clone()));
+        let next_page_token = grpc::next_page_token(&mut rows, page_size, |last| {
+            (last.received_at, last.channel.clone(), last.id.clone())
+        });
         let messages = rows.iter().map(inbound_to_proto).collect();
         Ok(Response::new(ListInboundMessagesResponse { messages, next_page_token }))
     }
@@ -163,7 +153,7 @@ impl ChatService for ChatApi {
             store::conversation(&self.database, channel, &phone, range, cursor, i64::from(page_size) + 1)
                 .await
                 .map_err(from_query_error)?;
-        let next_page_token = next_page(&mut entries, page_size, ConversationEntry::cursor);
+        let next_page_token = grpc::next_page_token(&mut entries, page_size, ConversationEntry::cursor);
         let items = entries
             .iter()
             .map(|entry| ConversationItem {
@@ -190,7 +180,7 @@ impl ChatService for ChatApi {
         let mut conditions = Conditions::new();
         conditions.equal_if_set("channel", optional_channel(&request.channel)?.unwrap_or_default());
         conditions.range("listed_at", grpc::time_range(request.time.as_ref(), "time")?);
-        let offset_micros = i64::from(zone.0.whole_seconds()) * 1_000_000;
+        let offset_micros = grpc::offset_micros(zone);
         let cells =
             store::rates(&self.database, conditions, offset_micros).await.map_err(from_query_error)?;
         // By day, then channel, as the query orders them.

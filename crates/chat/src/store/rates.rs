@@ -1,7 +1,7 @@
 //! Delivery and read counts per channel per day, by the rules of `model::counts_as_*`.
 
 use switchboard_store::sqlx::{self, Row};
-use switchboard_store::{Conditions, Database};
+use switchboard_store::{Conditions, Database, epoch_day_sql};
 
 use crate::model::{counts_as_delivered_sql, counts_as_failed_sql, counts_as_read_sql};
 
@@ -16,8 +16,6 @@ pub struct RatesCell {
     pub failed: i64,
 }
 
-pub const MICROS_PER_DAY: i64 = 86_400_000_000;
-
 /// Counts per day (in the zone `offset_micros` east of UTC) and channel, ordered by day, then channel.
 pub async fn rates(
     database: &Database,
@@ -25,9 +23,10 @@ pub async fn rates(
     offset_micros: i64,
 ) -> Result<Vec<RatesCell>, sqlx::Error> {
     let offset = conditions.bind(offset_micros);
+    let epoch_day = epoch_day_sql("listed_at", &offset);
     let count = |condition: String| format!("CAST(SUM(CASE WHEN {condition} THEN 1 ELSE 0 END) AS BIGINT)");
     let sql = format!(
-        "SELECT (listed_at + {offset}) / {MICROS_PER_DAY} AS epoch_day, channel, COUNT(*) AS total, \
+        "SELECT {epoch_day} AS epoch_day, channel, COUNT(*) AS total, \
          {} AS delivered_count, {} AS read_count, {} AS failed_count \
          FROM chat_outbound{} GROUP BY epoch_day, channel ORDER BY epoch_day, channel",
         count(counts_as_delivered_sql()),
