@@ -100,7 +100,8 @@ impl Publisher {
         };
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started) + self.timeout;
-        let mut pause = FIRST_RETRY_PAUSE;
+        let mut pauses = switchboard_runtime::retry::pauses(FIRST_RETRY_PAUSE, LAST_RETRY_PAUSE);
+        let mut pause = pauses.next().unwrap_or(LAST_RETRY_PAUSE);
         let outcome = loop {
             let attempt = tokio::time::timeout_at(deadline, async {
                 let ack_future = self
@@ -119,7 +120,7 @@ impl Publisher {
                 Ok(Err(error)) if tokio::time::Instant::now() + pause < deadline => {
                     tracing::debug!(%error, retry_in = ?pause, "publish refused; retrying");
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(LAST_RETRY_PAUSE);
+                    pause = pauses.next().unwrap_or(LAST_RETRY_PAUSE);
                 }
                 Ok(Err(error)) => break Err(error),
                 Err(_) => break Err(PublishError::Timeout(self.timeout)),

@@ -192,7 +192,8 @@ impl<P: Projection> ConsumerLoop<P> {
 
     async fn consume(self: &Arc<Self>, writing: &mut Option<Writing>, shutdown: &CancellationToken) {
         let consumer_name = self.spec.durable_name.clone();
-        let mut retry_delay = Duration::from_millis(250);
+        let opening_pauses = || crate::retry::pauses(Duration::from_millis(250), Duration::from_secs(10));
+        let mut pauses = opening_pauses();
         loop {
             if shutdown.is_cancelled() {
                 return;
@@ -200,15 +201,15 @@ impl<P: Projection> ConsumerLoop<P> {
             let mut messages = match self.open_stream().await {
                 Ok(messages) => messages,
                 Err(error) => {
+                    let retry_delay = pauses.next().unwrap_or(Duration::from_secs(10));
                     tracing::warn!(consumer = %consumer_name, %error, retry_in = ?retry_delay, "cannot open consumer");
                     if sleep_or_shutdown(retry_delay, shutdown).await {
                         return;
                     }
-                    retry_delay = (retry_delay * 2).min(Duration::from_secs(10));
                     continue;
                 }
             };
-            retry_delay = Duration::from_millis(250);
+            pauses = opening_pauses();
             self.health.set_running(true);
             tracing::info!(consumer = %consumer_name, filter = %self.spec.filter_subject, "consuming");
             let mut consecutive_errors = 0u32;
@@ -269,6 +270,7 @@ impl<P: Projection> ConsumerLoop<P> {
                 }
             }
             self.health.set_running(false);
+            let retry_delay = pauses.next().unwrap_or(Duration::from_secs(10));
             if sleep_or_shutdown(retry_delay, shutdown).await {
                 break;
             }

@@ -13,6 +13,7 @@ pub mod grpc_auth;
 pub mod grpc_tls;
 pub mod nats;
 pub mod platform;
+pub mod retry;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;

@@ -154,8 +154,9 @@ pub async fn connect(
     shutdown: &CancellationToken,
 ) -> Result<Client, NatsError> {
     let addresses = server_addresses(&config.url).map_err(NatsError::Url)?;
-    let mut delay = Duration::from_millis(250);
+    let mut pauses = crate::retry::waiting();
     loop {
+        let delay = pauses.next().unwrap_or(Duration::from_secs(5));
         let options = connect_options(config, component).await?;
         match options.connect(addresses.as_slice()).await {
             Ok(client) => return Ok(client),
@@ -167,7 +168,6 @@ pub async fn connect(
             _ = shutdown.cancelled() => return Err(NatsError::Stopped),
             _ = tokio::time::sleep(delay) => {}
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -34,17 +34,17 @@ impl Platform {
     ) -> Result<Platform, NatsError> {
         let client = nats::connect(&config.nats, component, &shutdown).await?;
         let jetstream = nats::jetstream(client.clone(), &config.nats);
-        let mut delay = std::time::Duration::from_millis(250);
+        let mut pauses = crate::retry::waiting();
         loop {
             match nats::provision_streams(&jetstream, &config.nats).await {
                 Ok(()) => break,
                 Err(error) => {
+                    let delay = pauses.next().unwrap_or(std::time::Duration::from_secs(5));
                     tracing::warn!(%error, retry_in = ?delay, "cannot provision streams");
                     tokio::select! {
                         _ = shutdown.cancelled() => return Err(NatsError::Stopped),
                         _ = tokio::time::sleep(delay) => {}
                     }
-                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
                 }
             }
         }

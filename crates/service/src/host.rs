@@ -41,17 +41,17 @@ impl ServiceHost {
             max_connections: service_config.max_connections,
             acquire_timeout: service_config.acquire_timeout,
         };
-        let mut delay = Duration::from_millis(250);
+        let mut pauses = switchboard_runtime::retry::waiting();
         let database = loop {
             match Database::open(&url, settings, migrations).await {
                 Ok(database) => break database,
                 Err(error) => {
+                    let delay = pauses.next().unwrap_or(Duration::from_secs(5));
                     tracing::warn!(service = %product, %error, retry_in = ?delay, "cannot open database");
                     tokio::select! {
                         _ = platform.shutdown.cancelled() => anyhow::bail!("stopped before the {product} database was reachable"),
                         _ = tokio::time::sleep(delay) => {}
                     }
-                    delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
         };

@@ -194,13 +194,12 @@ async fn apply<P: Projection>(
 }
 
 async fn apply_retrying<P: Projection>(projection: &P, items: &[P::Item]) -> Result<(), ApplyError> {
-    let mut delay = Duration::from_millis(100);
-    for _ in 0..6 {
+    // About 6 s in all, then the rebuild stops and says why.
+    for delay in
+        switchboard_runtime::retry::pauses(Duration::from_millis(100), Duration::from_secs(2)).take(6)
+    {
         match projection.apply(items).await {
-            Err(ApplyError::Unavailable(_)) => {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
+            Err(ApplyError::Unavailable(_)) => tokio::time::sleep(delay).await,
             outcome => return outcome,
         }
     }
