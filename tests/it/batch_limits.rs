@@ -7,7 +7,7 @@ use std::time::Duration;
 use switchboard_events::Product;
 use switchboard_runtime::changes::ChangeFeed;
 use switchboard_runtime::config::MAX_BATCH_SIZE;
-use switchboard_runtime::consumer::Delivery;
+use switchboard_runtime::consumer::StoredEvent;
 use switchboard_runtime::tokio_util::sync::CancellationToken;
 use switchboard_store::{PoolSettings, sqlx};
 use switchboard_tests::projection::{ServiceProjection, delivery};
@@ -20,7 +20,7 @@ async fn apply_largest_batch(product: Product, table: &str, changes: ChangeFeed)
     let pool = PoolSettings { max_connections: 2, acquire_timeout: Duration::from_secs(30) };
     let projection =
         ServiceProjection::open(product, &database.url(), pool, changes).await.expect("projection");
-    let batch: Vec<Delivery> = workload::events(product, MAX_BATCH_SIZE, workload::Arrival::Shuffled)
+    let batch: Vec<StoredEvent> = workload::events(product, MAX_BATCH_SIZE, workload::Arrival::Shuffled)
         .into_iter()
         .enumerate()
         .map(|(index, (kind, body))| {

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use switchboard_events::{EventKind, Product, TimeZoneSetting};
 use switchboard_runtime::Secret;
 use switchboard_runtime::changes::ChangeFeed;
-use switchboard_runtime::consumer::{Delivery, Projection};
+use switchboard_runtime::consumer::{Projection, StoredEvent};
 use switchboard_store::sqlx::{self, AnyConnection};
 use switchboard_store::{Database, MigrationFiles, PoolSettings};
 
 /// `body` as the consumer hands it to a projection: the `sequence`th event of the stream, received
 /// `spacing` microseconds after the previous one.
-pub fn delivery(kind: EventKind, sequence: u64, body: &str, spacing: i64) -> Delivery {
-    Delivery {
+pub fn delivery(kind: EventKind, sequence: u64, body: &str, spacing: i64) -> StoredEvent {
+    StoredEvent {
         kind,
         subject: kind.subject_suffix().to_owned(),
         stream_sequence: sequence,
@@ -131,7 +131,7 @@ impl ServiceProjection {
     }
 
     /// Decodes `batch` and applies it in one transaction, as the consumer does after a fetch.
-    pub async fn apply(&self, batch: &[Delivery]) -> anyhow::Result<()> {
+    pub async fn apply(&self, batch: &[StoredEvent]) -> anyhow::Result<()> {
         match self {
             ServiceProjection::Sms(projection) => decode_and_apply(projection.as_ref(), batch).await,
             ServiceProjection::Chat(projection) => decode_and_apply(projection.as_ref(), batch).await,
@@ -143,7 +143,7 @@ impl ServiceProjection {
 
     /// Applies `deliveries` in consecutive batches of `batch` the way the consumer loop does: each
     /// batch is applied on a task of its own while the next one is decoded, one batch after the other.
-    pub async fn apply_all(&self, deliveries: &[Delivery], batch: usize) -> anyhow::Result<()> {
+    pub async fn apply_all(&self, deliveries: &[StoredEvent], batch: usize) -> anyhow::Result<()> {
         match self {
             ServiceProjection::Sms(projection) => apply_pipelined(projection, deliveries, batch).await,
             ServiceProjection::Chat(projection) => apply_pipelined(projection, deliveries, batch).await,
@@ -154,7 +154,7 @@ impl ServiceProjection {
     }
 }
 
-fn decode<P: Projection>(projection: &P, batch: &[Delivery]) -> anyhow::Result<Vec<P::Item>> {
+fn decode<P: Projection>(projection: &P, batch: &[StoredEvent]) -> anyhow::Result<Vec<P::Item>> {
     batch
         .iter()
         .map(|delivery| projection.decode(delivery))
@@ -166,13 +166,13 @@ async fn apply<P: Projection>(projection: &P, items: &[P::Item]) -> anyhow::Resu
     projection.apply(items).await.map_err(|error| anyhow::anyhow!("apply: {error}"))
 }
 
-async fn decode_and_apply<P: Projection>(projection: &P, batch: &[Delivery]) -> anyhow::Result<()> {
+async fn decode_and_apply<P: Projection>(projection: &P, batch: &[StoredEvent]) -> anyhow::Result<()> {
     apply(projection, &decode(projection, batch)?).await
 }
 
 async fn apply_pipelined<P: Projection>(
     projection: &Arc<P>,
-    deliveries: &[Delivery],
+    deliveries: &[StoredEvent],
     batch: usize,
 ) -> anyhow::Result<()> {
     let mut writing: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;

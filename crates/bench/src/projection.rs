@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use switchboard_events::Product;
 use switchboard_runtime::changes::ChangeFeed;
-use switchboard_runtime::consumer::Delivery;
+use switchboard_runtime::consumer::StoredEvent;
 use switchboard_runtime::tokio_util::sync::CancellationToken;
 use switchboard_store::sqlx::{self, Executor as _};
 use switchboard_store::{Database, PoolSettings, values_rows};
@@ -105,7 +105,7 @@ pub(crate) fn backend_name(backend: TestBackend) -> &'static str {
     }
 }
 
-fn deliveries(product: Product, count: usize, arrival: Arrival) -> anyhow::Result<Vec<Delivery>> {
+fn deliveries(product: Product, count: usize, arrival: Arrival) -> anyhow::Result<Vec<StoredEvent>> {
     workload::events(product, count, arrival)
         .into_iter()
         .enumerate()
@@ -118,7 +118,11 @@ fn pool() -> PoolSettings {
 }
 
 /// Plain multi-row inserts of one row per event.
-async fn baseline(backend: TestBackend, deliveries: &[Delivery], batch: usize) -> anyhow::Result<Duration> {
+async fn baseline(
+    backend: TestBackend,
+    deliveries: &[StoredEvent],
+    batch: usize,
+) -> anyhow::Result<Duration> {
     let database = TestDatabase::create(backend, "baseline").await?;
     let store = Database::connect(&database.url(), pool()).await?;
     store
@@ -152,7 +156,7 @@ async fn baseline(backend: TestBackend, deliveries: &[Delivery], batch: usize) -
 async fn projection(
     product: Product,
     backend: TestBackend,
-    deliveries: &[Delivery],
+    deliveries: &[StoredEvent],
     batch: usize,
     changes: &ChangeFeed,
 ) -> anyhow::Result<Duration> {

@@ -11,7 +11,7 @@ use switchboard_events::{
 };
 use switchboard_proto::chat::{WatchResponse, watch_response::Change};
 use switchboard_runtime::changes::ChangeFeed;
-use switchboard_runtime::consumer::{ApplyError, Delivery, Projection};
+use switchboard_runtime::consumer::{ApplyError, Projection, StoredEvent};
 use switchboard_service::optouts::{self, OptOutRow};
 use switchboard_store::{Database, classify as classify_error};
 
@@ -36,7 +36,7 @@ pub enum Item {
 impl Projection for ChatProjection {
     type Item = Item;
 
-    fn decode(&self, delivery: &Delivery) -> Result<Item, String> {
+    fn decode(&self, delivery: &StoredEvent) -> Result<Item, String> {
         let Some(channel) = channel_of(delivery.kind) else {
             return Err(format!("{} is not a chat event", delivery.kind));
         };
@@ -98,7 +98,7 @@ fn micros(time: &Option<ProviderTime>, zone: TimeZoneSetting) -> Option<i64> {
     time.as_ref().and_then(|time| time.unix_micros(zone))
 }
 
-fn stream_sequence(delivery: &Delivery) -> i64 {
+fn stream_sequence(delivery: &StoredEvent) -> i64 {
     i64::try_from(delivery.stream_sequence).unwrap_or(i64::MAX)
 }
 
@@ -106,7 +106,7 @@ fn stream_sequence(delivery: &Delivery) -> i64 {
 pub fn status_row(
     channel: &str,
     status: &ChatStatus,
-    delivery: &Delivery,
+    delivery: &StoredEvent,
     zone: TimeZoneSetting,
 ) -> OutboundRow {
     let rank = status_rank(&status.status);
@@ -143,7 +143,7 @@ pub fn status_row(
 pub fn inbound_row(
     channel: &str,
     message: &InboundMessage,
-    delivery: &Delivery,
+    delivery: &StoredEvent,
     zone: TimeZoneSetting,
 ) -> Result<InboundRow, String> {
     let content = &message.message;

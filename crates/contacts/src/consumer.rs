@@ -5,7 +5,7 @@ use switchboard_events::contacts::Contact;
 use switchboard_events::{EventKind, TimeZoneSetting, body_digest, decode_as};
 use switchboard_proto::contacts::{WatchResponse, watch_response::Change};
 use switchboard_runtime::changes::ChangeFeed;
-use switchboard_runtime::consumer::{ApplyError, Delivery, Projection};
+use switchboard_runtime::consumer::{ApplyError, Projection, StoredEvent};
 use switchboard_store::{Database, classify as classify_error};
 
 use crate::api::contact_to_proto;
@@ -21,7 +21,7 @@ pub struct ContactsProjection {
 impl Projection for ContactsProjection {
     type Item = ContactRow;
 
-    fn decode(&self, delivery: &Delivery) -> Result<ContactRow, String> {
+    fn decode(&self, delivery: &StoredEvent) -> Result<ContactRow, String> {
         match delivery.kind {
             EventKind::ContactsSubscriberSubscription => {
                 let contact: Contact =
@@ -49,7 +49,7 @@ impl Projection for ContactsProjection {
 }
 
 /// The version row a `contacts:subscriber:subscription` delivery proposes.
-pub fn version_row(contact: &Contact, delivery: &Delivery, zone: TimeZoneSetting) -> ContactRow {
+pub fn version_row(contact: &Contact, delivery: &StoredEvent, zone: TimeZoneSetting) -> ContactRow {
     let micros = |time: &Option<switchboard_events::ProviderTime>| {
         time.as_ref().and_then(|time| time.unix_micros(zone))
     };

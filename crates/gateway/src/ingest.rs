@@ -49,7 +49,7 @@ pub struct Limits {
 
 /// One HTTP request as the gateway receives it.
 #[derive(Debug)]
-pub struct Delivery {
+pub struct WebhookRequest {
     pub method: Method,
     /// The `{event}` of the URL, or `None` for `POST /v1/events`.
     pub path_event: Option<String>,
@@ -72,11 +72,11 @@ pub struct Outcome {
 
 impl Gateway {
     /// Handles one delivery.
-    pub async fn ingest(self: Arc<Self>, delivery: Delivery, request_id: String) -> Outcome {
+    pub async fn ingest(self: Arc<Self>, delivery: WebhookRequest, request_id: String) -> Outcome {
         let received_at = OffsetDateTime::now_utc();
         let mut outcome =
             Outcome { event: None, source: None, received_bytes: 0, result: Err(Refusal::Unauthorized) };
-        let Delivery { method, path_event, query, headers, peer, body } = delivery;
+        let WebhookRequest { method, path_event, query, headers, peer, body } = delivery;
         let header_bytes: usize =
             headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum::<usize>()
                 + query.as_ref().map_or(0, String::len);

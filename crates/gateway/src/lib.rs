@@ -40,7 +40,7 @@ use tokio::sync::Semaphore;
 use crate::answer::Refusal;
 use crate::auth::{Authenticator, TrustedProxies};
 use crate::idle::PlainListener;
-use crate::ingest::{Delivery, Gateway, Limits, Outcome};
+use crate::ingest::{Gateway, Limits, Outcome, WebhookRequest};
 use crate::metrics::{Answered, GatewayMetrics};
 use crate::publish::Publisher;
 use crate::rate::RateLimits;
@@ -192,7 +192,7 @@ async fn handle(state: AppState, path_event: Option<String>, request: Request) -
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let request_id = request_id(&parts.headers);
-    let delivery = Delivery {
+    let delivery = WebhookRequest {
         peer: parts.extensions.get::<ConnectInfo<Peer>>().map(|ConnectInfo(Peer(address))| *address),
         method: parts.method,
         path_event,

@@ -6,7 +6,7 @@ use switchboard_events::value::normalize_phone;
 use switchboard_events::{EventKind, TimeZoneSetting, decode_as};
 use switchboard_proto::interact::{WatchResponse, watch_response::Change};
 use switchboard_runtime::changes::ChangeFeed;
-use switchboard_runtime::consumer::{ApplyError, Delivery, Projection};
+use switchboard_runtime::consumer::{ApplyError, Projection, StoredEvent};
 use switchboard_store::{Database, classify as classify_error};
 
 use crate::api::message_to_proto;
@@ -26,7 +26,7 @@ pub struct InteractProjection {
 impl Projection for InteractProjection {
     type Item = MessageRow;
 
-    fn decode(&self, delivery: &Delivery) -> Result<MessageRow, String> {
+    fn decode(&self, delivery: &StoredEvent) -> Result<MessageRow, String> {
         match delivery.kind {
             EventKind::VmnMessageIn => {
                 let message: InboundMessage =
@@ -54,7 +54,7 @@ impl Projection for InteractProjection {
 }
 
 /// The row a `vmn:message:in` delivery proposes.
-pub fn message_row(message: &InboundMessage, delivery: &Delivery, zone: TimeZoneSetting) -> MessageRow {
+pub fn message_row(message: &InboundMessage, delivery: &StoredEvent, zone: TimeZoneSetting) -> MessageRow {
     let content = &message.message;
     // A media message's caption is what its sender wrote, so it is where keywords come from.
     let text = content.text().or_else(|| content.caption());

@@ -36,9 +36,9 @@ use crate::config::ConsumerConfig;
 use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::nats::{ConsumerSpec, ensure_consumer};
 
-/// One message from the stream, as a projection sees it.
+/// An event the stream stored, as a projection sees it (one JetStream message with its metadata).
 #[derive(Debug, Clone)]
-pub struct Delivery {
+pub struct StoredEvent {
     pub kind: EventKind,
     pub subject: String,
     pub stream_sequence: u64,
@@ -51,7 +51,7 @@ pub struct Delivery {
     pub headers: Option<HeaderMap>,
 }
 
-impl Delivery {
+impl StoredEvent {
     /// Reads a stored event as a projection sees it: its event from the subject, and when the gateway
     /// received it from its header (the time of reading when the publisher did not say).
     pub fn read(
@@ -59,7 +59,7 @@ impl Delivery {
         message: &jetstream::Message,
         stream_sequence: u64,
         delivered: i64,
-    ) -> Result<Delivery, String> {
+    ) -> Result<StoredEvent, String> {
         let subject = message.subject.to_string();
         let kind = subjects
             .event_kind(&subject)
@@ -71,7 +71,7 @@ impl Delivery {
             .and_then(|value| OffsetDateTime::parse(value.as_str(), &Rfc3339).ok())
             .map(switchboard_events::value::unix_micros)
             .unwrap_or_else(|| switchboard_events::value::unix_micros(OffsetDateTime::now_utc()));
-        Ok(Delivery {
+        Ok(StoredEvent {
             kind,
             subject,
             stream_sequence,
@@ -100,7 +100,7 @@ pub trait Projection: Send + Sync + 'static {
     type Item: Send + Sync + 'static;
 
     /// Decodes one delivery. An error is permanent: the message is dead-lettered with it as reason.
-    fn decode(&self, delivery: &Delivery) -> Result<Self::Item, String>;
+    fn decode(&self, delivery: &StoredEvent) -> Result<Self::Item, String>;
 
     /// Applies items in one transaction. Must be idempotent and independent of order: the same events
     /// applied again, or in another order, leave the same state.
@@ -173,7 +173,7 @@ pub const BATCH_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// A fetched batch, decoded: the messages to acknowledge once its items are applied.
 struct Decoded<I> {
     started: Instant,
-    accepted: Vec<(jetstream::Message, Delivery)>,
+    accepted: Vec<(jetstream::Message, StoredEvent)>,
     items: Vec<I>,
 }
 
@@ -294,7 +294,7 @@ impl<P: Projection> ConsumerLoop<P> {
     /// Decodes a fetched batch, dead-lettering what cannot be decoded; `None` when nothing is left.
     async fn decode(&self, batch: Vec<jetstream::Message>) -> Option<Decoded<P::Item>> {
         let started = Instant::now();
-        let mut accepted: Vec<(jetstream::Message, Delivery)> = Vec::with_capacity(batch.len());
+        let mut accepted: Vec<(jetstream::Message, StoredEvent)> = Vec::with_capacity(batch.len());
         let mut items = Vec::with_capacity(batch.len());
         for message in batch {
             let delivery = match self.delivery(&message) {
@@ -361,7 +361,7 @@ impl<P: Projection> ConsumerLoop<P> {
             .record(items.len() as f64);
     }
 
-    async fn apply_alone(&self, message: &jetstream::Message, delivery: &Delivery, item: &P::Item) {
+    async fn apply_alone(&self, message: &jetstream::Message, delivery: &StoredEvent, item: &P::Item) {
         let consumer = self.spec.durable_name.clone();
         let outcome = self.apply_bounded(std::slice::from_ref(item)).await;
         self.record_store_state(&outcome);
@@ -434,12 +434,12 @@ impl<P: Projection> ConsumerLoop<P> {
         self.settings.retry_initial.saturating_mul(2u32.saturating_pow(exponent)).min(self.settings.retry_max)
     }
 
-    fn delivery(&self, message: &jetstream::Message) -> Result<Delivery, String> {
+    fn delivery(&self, message: &jetstream::Message) -> Result<StoredEvent, String> {
         let info = message.info().map_err(|error| format!("not a JetStream message: {error}"))?;
-        Delivery::read(&self.subjects, message, info.stream_sequence, info.delivered)
+        StoredEvent::read(&self.subjects, message, info.stream_sequence, info.delivered)
     }
 
-    async fn dead_letter(&self, message: &jetstream::Message, delivery: Option<&Delivery>, reason: &str) {
+    async fn dead_letter(&self, message: &jetstream::Message, delivery: Option<&StoredEvent>, reason: &str) {
         let sequence = delivery
             .map(|delivery| delivery.stream_sequence)
             .or_else(|| message.info().ok().map(|info| info.stream_sequence));

@@ -13,7 +13,7 @@ use switchboard_events::value::normalize_phone;
 use switchboard_proto::common::{
     CheckOptOutRequest, CheckOptOutResponse, ListOptOutsRequest, ListOptOutsResponse, OptOut,
 };
-use switchboard_runtime::consumer::Delivery;
+use switchboard_runtime::consumer::StoredEvent;
 use switchboard_runtime::grpc;
 use switchboard_store::sqlx::{self, AnyConnection, Row};
 use switchboard_store::{
@@ -51,7 +51,7 @@ impl OptOutRow {
     pub fn new(
         channel: &str,
         event: &Unsubscription,
-        delivery: &Delivery,
+        delivery: &StoredEvent,
         zone: TimeZoneSetting,
     ) -> OptOutRow {
         OptOutRow {

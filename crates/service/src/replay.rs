@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use switchboard_events::{Product, Subjects};
-use switchboard_runtime::consumer::{ApplyError, Delivery, Projection};
+use switchboard_runtime::consumer::{ApplyError, Projection, StoredEvent};
 
 /// How many reasons for skipped events a tally keeps.
 const KEPT_REASONS: usize = 10;
@@ -156,8 +156,8 @@ impl StreamReplay<'_> {
         Ok(tally)
     }
 
-    fn delivery(&self, message: &jetstream::Message, sequence: u64) -> Result<Delivery, String> {
-        Delivery::read(self.subjects, message, sequence, 1)
+    fn delivery(&self, message: &jetstream::Message, sequence: u64) -> Result<StoredEvent, String> {
+        StoredEvent::read(self.subjects, message, sequence, 1)
     }
 }
 

@@ -5,7 +5,7 @@ use switchboard_events::sms::{SmsStatus, Unsubscription};
 use switchboard_events::{EventKind, TimeZoneSetting, body_digest, decode_as, value::normalize_phone};
 use switchboard_proto::sms::{WatchResponse, watch_response::Change};
 use switchboard_runtime::changes::ChangeFeed;
-use switchboard_runtime::consumer::{ApplyError, Delivery, Projection};
+use switchboard_runtime::consumer::{ApplyError, Projection, StoredEvent};
 use switchboard_service::optouts::{self, OptOutRow};
 use switchboard_store::{Database, classify as classify_error};
 
@@ -32,7 +32,7 @@ pub enum Item {
 impl Projection for SmsProjection {
     type Item = Item;
 
-    fn decode(&self, delivery: &Delivery) -> Result<Item, String> {
+    fn decode(&self, delivery: &StoredEvent) -> Result<Item, String> {
         match delivery.kind {
             EventKind::SmsMessageStatus => {
                 let status: SmsStatus =
@@ -79,7 +79,7 @@ impl Projection for SmsProjection {
 }
 
 /// The message row a report proposes.
-pub fn report_row(status: &SmsStatus, delivery: &Delivery, zone: TimeZoneSetting) -> MessageRow {
+pub fn report_row(status: &SmsStatus, delivery: &StoredEvent, zone: TimeZoneSetting) -> MessageRow {
     let class = classify(&status.status);
     let micros = |time: &Option<switchboard_events::ProviderTime>| {
         time.as_ref().and_then(|time| time.unix_micros(zone))

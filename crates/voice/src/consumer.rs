@@ -8,7 +8,7 @@ use switchboard_events::{
 };
 use switchboard_proto::voice::{WatchResponse, watch_response::Change};
 use switchboard_runtime::changes::ChangeFeed;
-use switchboard_runtime::consumer::{ApplyError, Delivery, Projection};
+use switchboard_runtime::consumer::{ApplyError, Projection, StoredEvent};
 use switchboard_service::optouts::{self, OptOutRow};
 use switchboard_store::{Database, classify as classify_error};
 
@@ -36,7 +36,7 @@ pub enum Item {
 impl Projection for VoiceProjection {
     type Item = Item;
 
-    fn decode(&self, delivery: &Delivery) -> Result<Item, String> {
+    fn decode(&self, delivery: &StoredEvent) -> Result<Item, String> {
         match delivery.kind {
             EventKind::VoiceMessageOut => {
                 let call: VoiceCall =
@@ -89,7 +89,7 @@ fn number(value: &Option<String>) -> Option<String> {
 
 /// The call row a record proposes. Duration and status are taken as sent: the provider's duration
 /// can disagree with its own start and end times, and unknown statuses are kept.
-pub fn call_row(call: &VoiceCall, delivery: &Delivery, zone: TimeZoneSetting) -> CallRow {
+pub fn call_row(call: &VoiceCall, delivery: &StoredEvent, zone: TimeZoneSetting) -> CallRow {
     let micros = |time: &Option<ProviderTime>| time.as_ref().and_then(|time| time.unix_micros(zone));
     let start_at = micros(&call.start_at);
     let end_at = micros(&call.end_at);
