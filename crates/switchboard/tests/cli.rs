@@ -208,6 +208,22 @@ async fn status_shows_the_stream_consumers_and_readiness() {
     let table = run_ok(&system, dir, &["status", "--admin", &admin]).await;
     assert!(table.stdout.contains("SWITCHBOARD") && table.stdout.contains("ready"), "{}", table.stdout);
 
+    assert_eq!(status["nats"]["url"], system.config.nats.url.as_str());
+    assert!(!status["nats"]["version"].as_str().unwrap_or_default().is_empty(), "{status}");
+
+    // Another server, without the streams: status says which server it asked.
+    let other = switchboard_tests::NatsServer::start().expect("another nats-server");
+    let elsewhere = switchboard(&system, dir)
+        .env("SWITCHBOARD_NATS__URL", other.url())
+        .args(["status", "--admin", &admin])
+        .output()
+        .await
+        .expect("status runs");
+    let stderr = String::from_utf8_lossy(&elsewhere.stderr);
+    assert!(!elsewhere.status.success());
+    assert!(stderr.contains(&format!("stream SWITCHBOARD is missing at {}", other.url())), "{stderr}");
+    assert!(String::from_utf8_lossy(&elsewhere.stdout).contains(&format!("NATS {} (server", other.url())));
+
     // An unreachable component makes status fail.
     let down = run(&system, dir, &["status", "--admin", "gone=http://127.0.0.1:9", "--json"]).await;
     assert!(!down.success);

@@ -23,11 +23,21 @@ pub struct StatusArgs {
 
 #[derive(Debug, Serialize)]
 pub struct Status {
+    /// The server these figures come from.
+    nats: NatsStatus,
     stream: Option<StreamStatus>,
     dead_letters: Option<StreamStatus>,
     consumers: Vec<ConsumerStatus>,
     components: Vec<ComponentStatus>,
     healthy: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct NatsStatus {
+    /// `nats.url`, credentials redacted.
+    url: String,
+    server_name: String,
+    version: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -72,7 +82,19 @@ pub async fn run(cli: &CliContext, args: &StatusArgs) -> anyhow::Result<()> {
     } else {
         print(cli, &status)?;
     }
-    anyhow::ensure!(status.healthy, "not healthy");
+    if !status.healthy {
+        let mut problems = Vec::new();
+        if status.stream.is_none() {
+            problems.push(format!(
+                "stream {} is missing at {} (has any component started there?)",
+                cli.config.nats.stream.name, status.nats.url
+            ));
+        }
+        for component in status.components.iter().filter(|component| !component.ready) {
+            problems.push(format!("{} at {} is not ready", component.name, component.url));
+        }
+        anyhow::bail!("not healthy: {}", problems.join("; "));
+    }
     Ok(())
 }
 
@@ -80,7 +102,18 @@ async fn collect(cli: &CliContext, args: &StatusArgs) -> anyhow::Result<Status> 
     let config = &cli.config;
     let client = tokio::time::timeout(config.nats.connect_timeout, nats::connect_once(&config.nats, "cli"))
         .await
-        .map_err(|_| anyhow::anyhow!("timed out connecting to NATS at {}", config.nats.url))??;
+        .map_err(|_| {
+            anyhow::anyhow!("timed out connecting to NATS at {}", nats::redacted_url(&config.nats.url))
+        })?
+        .map_err(|error| {
+            anyhow::anyhow!("cannot reach NATS at {}: {error}", nats::redacted_url(&config.nats.url))
+        })?;
+    let server = client.server_info();
+    let nats_status = NatsStatus {
+        url: nats::redacted_url(&config.nats.url),
+        server_name: server.server_name.clone(),
+        version: server.version.clone(),
+    };
     let jetstream = nats::jetstream(client, &config.nats);
 
     let mut consumers = Vec::new();
@@ -161,11 +194,15 @@ async fn collect(cli: &CliContext, args: &StatusArgs) -> anyhow::Result<Status> 
         components.push(ComponentStatus { name, url, ready, report });
     }
     let healthy = stream.is_some() && components.iter().all(|component| component.ready);
-    Ok(Status { stream, dead_letters, consumers, components, healthy })
+    Ok(Status { nats: nats_status, stream, dead_letters, consumers, components, healthy })
 }
 
 fn print(cli: &CliContext, status: &Status) -> anyhow::Result<()> {
     let output = &cli.output;
+    output.print_line(format!(
+        "NATS {} (server {}, version {})",
+        status.nats.url, status.nats.server_name, status.nats.version
+    ))?;
     let mut streams = output.table(&["STREAM", "MESSAGES", "BYTES", "FIRST", "LAST", "CONSUMERS"]);
     for (expected, stream) in [
         (&cli.config.nats.stream.name, &status.stream),
