@@ -138,15 +138,15 @@ pub struct DeadLetterStream {
 
 async fn open(cli: &CliContext) -> anyhow::Result<DeadLetterStream> {
     let config = &cli.config;
-    let client = tokio::time::timeout(config.nats.connect_timeout, nats::connect_once(&config.nats, "cli"))
-        .await
-        .map_err(|_| anyhow::anyhow!("timed out connecting to NATS at {}", config.nats.url))??;
+    let client = super::connect_nats(config).await?;
     let jetstream = nats::jetstream(client, &config.nats);
     let name = &config.nats.dead_letter_stream.name;
-    let stream = jetstream
-        .get_stream(name)
-        .await
-        .with_context(|| format!("no dead-letter stream {name} (has any component started?)"))?;
+    let stream = jetstream.get_stream(name).await.with_context(|| {
+        format!(
+            "no dead-letter stream {name} at {} (has any component started there?)",
+            nats::redacted_url(&config.nats.url)
+        )
+    })?;
     Ok(DeadLetterStream { jetstream, stream })
 }
 

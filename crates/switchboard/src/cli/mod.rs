@@ -174,6 +174,18 @@ pub fn reachable(listen: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Connects to the configured NATS once, within `nats.connect_timeout`; an error names the server.
+pub async fn connect_nats(config: &Config) -> anyhow::Result<async_nats::Client> {
+    let url = || switchboard_runtime::nats::redacted_url(&config.nats.url);
+    tokio::time::timeout(
+        config.nats.connect_timeout,
+        switchboard_runtime::nats::connect_once(&config.nats, "cli"),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("timed out connecting to NATS at {}", url()))?
+    .map_err(|error| anyhow::anyhow!("cannot reach NATS at {}: {error}", url()))
+}
+
 fn with_scheme(address: &str) -> String {
     if address.contains("://") { address.to_owned() } else { format!("http://{address}") }
 }

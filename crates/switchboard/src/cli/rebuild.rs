@@ -103,15 +103,7 @@ async fn rebuild(
 ) -> anyhow::Result<()> {
     let output = *output;
     if let Some(last) = args.resume_after {
-        let client =
-            tokio::time::timeout(config.nats.connect_timeout, nats::connect_once(&config.nats, "cli"))
-                .await
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "timed out connecting to NATS at {}",
-                        nats::redacted_url(&config.nats.url)
-                    )
-                })??;
+        let client = super::connect_nats(config).await?;
         let jetstream = nats::jetstream(client, &config.nats);
         let reset =
             reset_consumers(&jetstream, &config.nats.stream.name, crate::descriptor(product), last).await?;
@@ -164,11 +156,7 @@ async fn rebuild(
         anyhow::bail!("--into is the service's own database: rebuild into a new one");
     }
 
-    let client = tokio::time::timeout(config.nats.connect_timeout, nats::connect_once(&config.nats, "cli"))
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!("timed out connecting to NATS at {}", nats::redacted_url(&config.nats.url))
-        })??;
+    let client = super::connect_nats(config).await?;
     let jetstream = nats::jetstream(client.clone(), &config.nats);
     let subjects = config.nats.subjects();
     let stop = CancellationToken::new();

@@ -100,14 +100,7 @@ pub async fn run(cli: &CliContext, args: &StatusArgs) -> anyhow::Result<()> {
 
 async fn collect(cli: &CliContext, args: &StatusArgs) -> anyhow::Result<Status> {
     let config = &cli.config;
-    let client = tokio::time::timeout(config.nats.connect_timeout, nats::connect_once(&config.nats, "cli"))
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!("timed out connecting to NATS at {}", nats::redacted_url(&config.nats.url))
-        })?
-        .map_err(|error| {
-            anyhow::anyhow!("cannot reach NATS at {}: {error}", nats::redacted_url(&config.nats.url))
-        })?;
+    let client = super::connect_nats(config).await?;
     let server = client.server_info();
     let nats_status = NatsStatus {
         url: nats::redacted_url(&config.nats.url),

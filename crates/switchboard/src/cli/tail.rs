@@ -64,13 +64,14 @@ impl TailArgs {
 
 pub async fn run(cli: &CliContext, args: &TailArgs) -> anyhow::Result<()> {
     let config = &cli.config;
-    let client = tokio::time::timeout(config.nats.connect_timeout, nats::connect_once(&config.nats, "cli"))
-        .await
-        .map_err(|_| anyhow::anyhow!("timed out connecting to NATS at {}", config.nats.url))??;
+    let client = super::connect_nats(config).await?;
     let jetstream = nats::jetstream(client, &config.nats);
     let name = &config.nats.stream.name;
     let stream = jetstream.get_stream(name).await.with_context(|| {
-        format!("no stream {name} at {} (has any component started there?)", config.nats.url)
+        format!(
+            "no stream {name} at {} (has any component started there?)",
+            nats::redacted_url(&config.nats.url)
+        )
     })?;
     let subjects = config.nats.subjects();
     let following = match &args.pattern {
@@ -91,7 +92,7 @@ pub async fn run(cli: &CliContext, args: &TailArgs) -> anyhow::Result<()> {
             ..Default::default()
         })
         .await
-        .with_context(|| format!("cannot read stream {name} at {}", config.nats.url))?;
+        .with_context(|| format!("cannot read stream {name} at {}", nats::redacted_url(&config.nats.url)))?;
     let client_filter = if server_filter.is_none() { pattern } else { None };
     let mut messages = consumer.messages().await.context("reading the stream")?;
     // On stderr, so it tells a person (or a test) that the consumer is live without mixing into the
