@@ -18,31 +18,19 @@ use std::sync::Arc;
 use switchboard_events::Product;
 use switchboard_proto::chat::chat_service_server::ChatServiceServer;
 use switchboard_runtime::Platform;
-use switchboard_service::{ConsumerDescriptor, ProjectionParts, ServiceDescriptor, ServiceHost};
+use switchboard_service::ServiceHost;
 use tonic::service::RoutesBuilder;
 
 /// The gRPC service name, for health checks.
 pub const SERVICE_NAME: &str = switchboard_proto::service_names::CHAT;
 
-/// The durable consumers, one per subject root.
-const CONSUMERS: &[ConsumerDescriptor] = &[
-    ConsumerDescriptor { durable_name: "chat-whatsapp", root: model::WHATSAPP },
-    ConsumerDescriptor { durable_name: "chat-rcs", root: model::RCS },
-];
-
-/// The chat service, as the process runs it.
-pub const DESCRIPTOR: ServiceDescriptor = ServiceDescriptor {
+switchboard_service::describe_service! {
     product: Product::Chat,
     grpc_service: SERVICE_NAME,
     migrations: store::MIGRATIONS,
-    consumers: CONSUMERS,
-    start: |platform, routes| Box::pin(start(platform, routes)),
-    rebuild: |replay, parts| Box::pin(async move { replay.replay(&projection(parts)).await }),
-};
-
-/// The projection the consumers feed, on `parts`.
-fn projection(parts: ProjectionParts) -> consumer::ChatProjection {
-    consumer::ChatProjection { database: parts.database, changes: parts.changes, zone: parts.zone }
+    consumers: [("chat-whatsapp", model::WHATSAPP), ("chat-rcs", model::RCS)],
+    projection: consumer::ChatProjection,
+    start: start,
 }
 
 /// Opens the database, starts the `chat-whatsapp` and `chat-rcs` consumers (one per subject root:

@@ -18,28 +18,19 @@ use std::sync::Arc;
 use switchboard_events::Product;
 use switchboard_proto::contacts::contacts_service_server::ContactsServiceServer;
 use switchboard_runtime::Platform;
-use switchboard_service::{ConsumerDescriptor, ProjectionParts, ServiceDescriptor, ServiceHost};
+use switchboard_service::ServiceHost;
 use tonic::service::RoutesBuilder;
 
 /// The gRPC service name, for health checks.
 pub const SERVICE_NAME: &str = switchboard_proto::service_names::CONTACTS;
 
-/// The durable consumers, one per subject root.
-const CONSUMERS: &[ConsumerDescriptor] = &[ConsumerDescriptor { durable_name: "contacts", root: "contacts" }];
-
-/// The contacts service, as the process runs it.
-pub const DESCRIPTOR: ServiceDescriptor = ServiceDescriptor {
+switchboard_service::describe_service! {
     product: Product::Contacts,
     grpc_service: SERVICE_NAME,
     migrations: store::MIGRATIONS,
-    consumers: CONSUMERS,
-    start: |platform, routes| Box::pin(start(platform, routes)),
-    rebuild: |replay, parts| Box::pin(async move { replay.replay(&projection(parts)).await }),
-};
-
-/// The projection the consumers feed, on `parts`.
-fn projection(parts: ProjectionParts) -> consumer::ContactsProjection {
-    consumer::ContactsProjection { database: parts.database, changes: parts.changes, zone: parts.zone }
+    consumers: [("contacts", "contacts")],
+    projection: consumer::ContactsProjection,
+    start: start,
 }
 
 /// Opens the database, starts the `contacts` consumer and adds `ContactsService` to `routes`. Runs

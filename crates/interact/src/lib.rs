@@ -17,28 +17,19 @@ use std::sync::Arc;
 use switchboard_events::Product;
 use switchboard_proto::interact::interact_service_server::InteractServiceServer;
 use switchboard_runtime::Platform;
-use switchboard_service::{ConsumerDescriptor, ProjectionParts, ServiceDescriptor, ServiceHost};
+use switchboard_service::ServiceHost;
 use tonic::service::RoutesBuilder;
 
 /// The gRPC service name, for health checks.
 pub const SERVICE_NAME: &str = switchboard_proto::service_names::INTERACT;
 
-/// The durable consumers, one per subject root.
-const CONSUMERS: &[ConsumerDescriptor] = &[ConsumerDescriptor { durable_name: "interact", root: "vmn" }];
-
-/// The interact service, as the process runs it.
-pub const DESCRIPTOR: ServiceDescriptor = ServiceDescriptor {
+switchboard_service::describe_service! {
     product: Product::Interact,
     grpc_service: SERVICE_NAME,
     migrations: store::MIGRATIONS,
-    consumers: CONSUMERS,
-    start: |platform, routes| Box::pin(start(platform, routes)),
-    rebuild: |replay, parts| Box::pin(async move { replay.replay(&projection(parts)).await }),
-};
-
-/// The projection the consumers feed, on `parts`.
-fn projection(parts: ProjectionParts) -> consumer::InteractProjection {
-    consumer::InteractProjection { database: parts.database, changes: parts.changes, zone: parts.zone }
+    consumers: [("interact", "vmn")],
+    projection: consumer::InteractProjection,
+    start: start,
 }
 
 /// Opens the database, starts the `interact` consumer and adds `InteractService` to `routes`. Runs

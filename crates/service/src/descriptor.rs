@@ -101,3 +101,49 @@ impl ServiceDescriptor {
         problems
     }
 }
+
+/// Declares a service crate's [`ServiceDescriptor`] as `DESCRIPTOR`, its consumers as `CONSUMERS`
+/// (for `start`, which cannot name `DESCRIPTOR` itself), and `projection(parts)`, which
+/// builds the projection its consumers feed (a struct with `database`, `changes` and `zone`): the
+/// consumers' `start` and the descriptor's `rebuild` use the same one.
+///
+/// ```ignore
+/// switchboard_service::describe_service! {
+///     product: Product::Sms,
+///     grpc_service: SERVICE_NAME,
+///     migrations: store::MIGRATIONS,
+///     consumers: [("sms", "sms")],
+///     projection: consumer::SmsProjection,
+///     start: start,
+/// }
+/// ```
+#[macro_export]
+macro_rules! describe_service {
+    (
+        product: $product:expr,
+        grpc_service: $grpc_service:expr,
+        migrations: $migrations:expr,
+        consumers: [$(($durable_name:expr, $root:expr)),+ $(,)?],
+        projection: $projection:path,
+        start: $start:path $(,)?
+    ) => {
+        /// The durable consumers, one per subject root (`start` spawns these).
+        const CONSUMERS: &[$crate::ConsumerDescriptor] =
+            &[$($crate::ConsumerDescriptor { durable_name: $durable_name, root: $root }),+];
+
+        /// The service, as the process runs it.
+        pub const DESCRIPTOR: $crate::ServiceDescriptor = $crate::ServiceDescriptor {
+            product: $product,
+            grpc_service: $grpc_service,
+            migrations: $migrations,
+            consumers: CONSUMERS,
+            start: |platform, routes| Box::pin($start(platform, routes)),
+            rebuild: |replay, parts| Box::pin(async move { replay.replay(&projection(parts)).await }),
+        };
+
+        /// The projection the consumers feed, on `parts`.
+        fn projection(parts: $crate::ProjectionParts) -> $projection {
+            $projection { database: parts.database, changes: parts.changes, zone: parts.zone }
+        }
+    };
+}

@@ -17,28 +17,19 @@ use std::sync::Arc;
 use switchboard_events::Product;
 use switchboard_proto::sms::sms_service_server::SmsServiceServer;
 use switchboard_runtime::Platform;
-use switchboard_service::{ConsumerDescriptor, ProjectionParts, ServiceDescriptor, ServiceHost};
+use switchboard_service::ServiceHost;
 use tonic::service::RoutesBuilder;
 
 /// The gRPC service name, for health checks.
 pub const SERVICE_NAME: &str = switchboard_proto::service_names::SMS;
 
-/// The durable consumers, one per subject root.
-const CONSUMERS: &[ConsumerDescriptor] = &[ConsumerDescriptor { durable_name: "sms", root: "sms" }];
-
-/// The sms service, as the process runs it.
-pub const DESCRIPTOR: ServiceDescriptor = ServiceDescriptor {
+switchboard_service::describe_service! {
     product: Product::Sms,
     grpc_service: SERVICE_NAME,
     migrations: store::MIGRATIONS,
-    consumers: CONSUMERS,
-    start: |platform, routes| Box::pin(start(platform, routes)),
-    rebuild: |replay, parts| Box::pin(async move { replay.replay(&projection(parts)).await }),
-};
-
-/// The projection the consumers feed, on `parts`.
-fn projection(parts: ProjectionParts) -> consumer::SmsProjection {
-    consumer::SmsProjection { database: parts.database, changes: parts.changes, zone: parts.zone }
+    consumers: [("sms", "sms")],
+    projection: consumer::SmsProjection,
+    start: start,
 }
 
 /// Opens the database, starts the `sms` consumer and adds `SmsService` to `routes`. Runs until the

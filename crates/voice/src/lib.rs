@@ -18,28 +18,19 @@ use std::sync::Arc;
 use switchboard_events::Product;
 use switchboard_proto::voice::voice_service_server::VoiceServiceServer;
 use switchboard_runtime::Platform;
-use switchboard_service::{ConsumerDescriptor, ProjectionParts, ServiceDescriptor, ServiceHost};
+use switchboard_service::ServiceHost;
 use tonic::service::RoutesBuilder;
 
 /// The gRPC service name, for health checks.
 pub const SERVICE_NAME: &str = switchboard_proto::service_names::VOICE;
 
-/// The durable consumers, one per subject root.
-const CONSUMERS: &[ConsumerDescriptor] = &[ConsumerDescriptor { durable_name: "voice", root: "voice" }];
-
-/// The voice service, as the process runs it.
-pub const DESCRIPTOR: ServiceDescriptor = ServiceDescriptor {
+switchboard_service::describe_service! {
     product: Product::Voice,
     grpc_service: SERVICE_NAME,
     migrations: store::MIGRATIONS,
-    consumers: CONSUMERS,
-    start: |platform, routes| Box::pin(start(platform, routes)),
-    rebuild: |replay, parts| Box::pin(async move { replay.replay(&projection(parts)).await }),
-};
-
-/// The projection the consumers feed, on `parts`.
-fn projection(parts: ProjectionParts) -> consumer::VoiceProjection {
-    consumer::VoiceProjection { database: parts.database, changes: parts.changes, zone: parts.zone }
+    consumers: [("voice", "voice")],
+    projection: consumer::VoiceProjection,
+    start: start,
 }
 
 /// Opens the database, starts the `voice` consumer and adds `VoiceService` to `routes`. Runs until
