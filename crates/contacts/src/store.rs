@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
     Backend, Conditions, Database, MigrationFiles, batch_winners, current_rows_returned,
-    current_state_update, like_prefix, one_row_per_key, received_bounds, rows_by_key, values_list,
+    current_state_update, delete_where_in, like_prefix, one_row_per_key, received_bounds, rows_by_key,
     values_rows, write_rows,
 };
 
@@ -353,13 +353,7 @@ async fn replace_attributes(
     }
     let backend = Backend::of(connection);
     let ids: Vec<&str> = contacts.iter().map(|contact| contact.id.as_str()).collect();
-    write_rows(
-        connection,
-        &ids,
-        |size| format!("DELETE FROM contact_attributes WHERE contact_id IN ({})", values_list(backend, size)),
-        |query, id| query.bind(*id),
-    )
-    .await?;
+    delete_where_in(connection, "contact_attributes", "contact_id", &ids).await?;
 
     let attributes: Vec<(&str, &str, &str)> = contacts
         .iter()

@@ -25,8 +25,8 @@ pub use error::{StoreError, classify, is_unavailable};
 pub use migrate::MigrationFiles;
 pub use sql::{
     BatchWinner, BoundQuery, Conditions, CurrentRow, MICROS_PER_DAY, Placeholders, STATEMENT_ROWS, Value,
-    batch_winners, current_rows_returned, current_state_update, epoch_day_sql, like_prefix, one_row_per_key,
-    received_bounds, rows_by_key, statement_sizes, values_list, values_rows, write_rows,
+    batch_winners, current_rows_returned, current_state_update, delete_where_in, epoch_day_sql, like_prefix,
+    one_row_per_key, received_bounds, rows_by_key, statement_sizes, values_list, values_rows, write_rows,
     written_rows_returned,
 };
 pub use sqlx;
