@@ -83,15 +83,28 @@ impl StoredEvent {
     }
 }
 
-/// Why a batch could not be applied.
+/// An error kept with its type (a `sqlx::Error`, …) for whoever handles it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a batch could not be applied: the decision the consumer acts on (retry everything, or
+/// apply one by one and dead-letter), with the error that led to it, typed.
 #[derive(Debug, Error)]
 pub enum ApplyError {
     /// The store cannot be reached or is overloaded: retry later, however long it takes.
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(BoxError),
     /// Anything else: possibly caused by one event of the batch.
     #[error("{0}")]
-    Failed(String),
+    Failed(BoxError),
+}
+
+impl ApplyError {
+    /// The error behind the decision.
+    pub fn cause(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        match self {
+            ApplyError::Unavailable(error) | ApplyError::Failed(error) => error.as_ref(),
+        }
+    }
 }
 
 /// What a product service plugs into the loop.
@@ -400,13 +413,13 @@ impl<P: Projection> ConsumerLoop<P> {
     fn record_store_state(&self, outcome: &Result<(), ApplyError>) {
         let consumer = &self.spec.durable_name;
         let reason = match outcome {
-            Err(ApplyError::Unavailable(reason)) => Some(reason.as_str()),
+            Err(ApplyError::Unavailable(reason)) => Some(reason.to_string()),
             Ok(()) => None,
             // A batch that failed because of its rows says nothing about the store.
             Err(ApplyError::Failed(_)) => return,
         };
-        if self.health.set_store_unavailable(reason) {
-            match reason {
+        if self.health.set_store_unavailable(reason.as_deref()) {
+            match &reason {
                 Some(reason) => tracing::error!(
                     consumer = %consumer,
                     %reason,
@@ -425,7 +438,7 @@ impl<P: Projection> ConsumerLoop<P> {
         let deadline = self.settings.ack_wait.mul_f64(0.75);
         match tokio::time::timeout(deadline, self.projection.apply(items)).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(ApplyError::Unavailable(format!("batch not applied within {deadline:?}"))),
+            Err(_) => Err(ApplyError::Unavailable(format!("batch not applied within {deadline:?}").into())),
         }
     }
 

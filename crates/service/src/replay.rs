@@ -186,7 +186,7 @@ async fn apply<P: Projection>(
             Err(ApplyError::Unavailable(error)) => anyhow::bail!("the new database is unavailable: {error}"),
             Err(ApplyError::Failed(reason)) => {
                 tally.failed += 1;
-                tally.skip(sequence, reason);
+                tally.skip(sequence, reason.to_string());
             }
         }
     }

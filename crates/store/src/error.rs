@@ -37,8 +37,11 @@ pub enum StoreError {
 /// not recognised) stops the consumer and retries its batch for as long as it lasts, with
 /// readiness false: it is never dead-lettered, and never acknowledged.
 pub fn classify(error: sqlx::Error) -> ApplyError {
-    let message = error.to_string();
-    if is_caused_by_the_rows(&error) { ApplyError::Failed(message) } else { ApplyError::Unavailable(message) }
+    if is_caused_by_the_rows(&error) {
+        ApplyError::Failed(Box::new(error))
+    } else {
+        ApplyError::Unavailable(Box::new(error))
+    }
 }
 
 /// Whether a failed query is worth retrying by its caller (the database is unreachable,
@@ -141,5 +144,11 @@ mod tests {
         assert!(matches!(classify(sqlx::Error::RowNotFound), ApplyError::Unavailable(_)));
         assert!(matches!(classify(sqlx::Error::Protocol("?".into())), ApplyError::Unavailable(_)));
         assert!(matches!(classify(sqlx::Error::Decode("bad".into())), ApplyError::Failed(_)));
+        // The decision keeps the error itself, typed, for whoever acts on it.
+        let kept = classify(sqlx::Error::PoolTimedOut);
+        assert!(
+            matches!(kept.cause().downcast_ref::<sqlx::Error>(), Some(sqlx::Error::PoolTimedOut)),
+            "{kept:?}"
+        );
     }
 }
