@@ -181,6 +181,23 @@ async fn consumers_drained(jetstream: &jetstream::Context) -> bool {
     true
 }
 
+/// A JetStream API read that must succeed, asked again for up to 30 s while it fails: right after
+/// a server restart a cluster can time out requests until its leaders are elected again.
+async fn retried<T, E: std::fmt::Debug, F, Fut>(what: &str, mut read: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match read().await {
+            Ok(value) => return value,
+            Err(error) if std::time::Instant::now() >= deadline => panic!("{what}: {error:?}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
 /// Deletes every consumer of the events stream, so that services started afresh read it from the
 /// start. On a cluster a deletion can time out while the consumer's replicas catch up after a
 /// restart: it is tried again until the consumer is gone.
@@ -300,12 +317,20 @@ pub async fn verify(
     summary.distinct = accepted.len();
 
     let subjects = Subjects::new("").expect("no prefix");
-    let stream = jetstream.get_stream(STREAM).await.expect("the events stream");
+    let stream = retried("the events stream", || jetstream.get_stream(STREAM)).await;
     let mut lost = BTreeSet::new();
     for ((kind, body), sequences) in &accepted {
         assert_eq!(sequences.len(), 1, "one event answered with several sequences: {sequences:?} for {body}");
         let sequence = *sequences.first().expect("one sequence");
-        match stream.get_raw_message(sequence).await {
+        // A message that is not there stays not there; a request that times out while a restarted
+        // server's replicas catch up is asked again (for a while) before counting as lost.
+        let mut read = stream.get_raw_message(sequence).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while read.is_err() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            read = stream.get_raw_message(sequence).await;
+        }
+        match read {
             Ok(message)
                 if message.subject.as_str() == subjects.event(*kind)
                     && message.payload == body.as_bytes() =>
@@ -318,7 +343,7 @@ pub async fn verify(
             }
         }
     }
-    let stored_in_stream = stream.get_info().await.expect("stream info").state.messages;
+    let stored_in_stream = retried("the events stream's info", || stream.get_info()).await.state.messages;
     assert_eq!(
         stored_in_stream as usize, summary.distinct,
         "{scenario}: the stream holds exactly the distinct accepted events, each once"
@@ -343,8 +368,8 @@ pub async fn verify(
     }
     summary.lost = lost.len();
 
-    let mut dead_letters = jetstream.get_stream("SWITCHBOARD_DLQ").await.expect("dead-letter stream");
-    let dead = dead_letters.info().await.expect("dead-letter info").state.messages;
+    let dead_letters = retried("the dead-letter stream", || jetstream.get_stream("SWITCHBOARD_DLQ")).await;
+    let dead = retried("the dead-letter stream's info", || dead_letters.get_info()).await.state.messages;
     assert_eq!(dead, 0, "{scenario}: no accepted event is a dead letter");
     summary
 }
