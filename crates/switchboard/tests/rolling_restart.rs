@@ -22,8 +22,9 @@ use switchboard_tests::faults::load::{Load, workload};
 use switchboard_tests::{NatsServer, TEST_TOKEN, TestBackend, TestDatabase, TestSystem};
 use tokio::process::{Child, Command};
 
-/// Message ids in the workload (about 1,850 deliveries in all).
-const MESSAGES: usize = 240;
+/// Message ids in the workload (about 3,700 deliveries in all: enough to outlast twelve restarts on a
+/// busy machine, where each takes longer while the load runs on).
+const MESSAGES: usize = 480;
 /// The provider gives up after this long; the restarts and the load must be done well before.
 const LOAD_DEADLINE: Duration = Duration::from_secs(75);
 /// A process must be ready this long after it was started.
