@@ -13,7 +13,7 @@ use switchboard_proto::chat::{WatchResponse, watch_response::Change};
 use switchboard_runtime::changes::ChangeFeed;
 use switchboard_runtime::consumer::{ApplyError, Projection, StoredEvent};
 use switchboard_service::optouts::{self, OptOutRow};
-use switchboard_store::{Database, classify as classify_error};
+use switchboard_store::{Database, write_error};
 
 use crate::api::convert::{inbound_to_proto, outbound_to_proto};
 use crate::model::{EventTimes, Milestones, channel_of, conversation_time, status_rank};
@@ -71,13 +71,12 @@ impl Projection for ChatProjection {
                 Item::OptOut(row) => optout_rows.push(row),
             }
         }
-        let mut transaction = self.database.begin_write().await.map_err(classify_error)?;
+        let mut transaction = self.database.begin_write().await.map_err(write_error)?;
         let changed_outbound =
-            store::write_statuses(&mut transaction, &statuses).await.map_err(classify_error)?;
-        let changed_inbound =
-            store::write_inbound(&mut transaction, &inbound).await.map_err(classify_error)?;
-        let changed_optouts = optouts::store(&mut transaction, &optout_rows).await.map_err(classify_error)?;
-        transaction.commit().await.map_err(classify_error)?;
+            store::write_statuses(&mut transaction, &statuses).await.map_err(write_error)?;
+        let changed_inbound = store::write_inbound(&mut transaction, &inbound).await.map_err(write_error)?;
+        let changed_optouts = optouts::store(&mut transaction, &optout_rows).await.map_err(write_error)?;
+        transaction.commit().await.map_err(write_error)?;
 
         self.changes
             .announce(move || {

@@ -6,7 +6,7 @@ use switchboard_events::{EventKind, TimeZoneSetting, body_digest, decode_as};
 use switchboard_proto::contacts::{WatchResponse, watch_response::Change};
 use switchboard_runtime::changes::ChangeFeed;
 use switchboard_runtime::consumer::{ApplyError, Projection, StoredEvent};
-use switchboard_store::{Database, classify as classify_error};
+use switchboard_store::{Database, write_error};
 
 use crate::api::contact_to_proto;
 use crate::store::{self, ContactRow};
@@ -33,9 +33,9 @@ impl Projection for ContactsProjection {
     }
 
     async fn apply(&self, items: &[ContactRow]) -> Result<(), ApplyError> {
-        let mut transaction = self.database.begin_write().await.map_err(classify_error)?;
-        let changed = store::write_versions(&mut transaction, items).await.map_err(classify_error)?;
-        transaction.commit().await.map_err(classify_error)?;
+        let mut transaction = self.database.begin_write().await.map_err(write_error)?;
+        let changed = store::write_versions(&mut transaction, items).await.map_err(write_error)?;
+        transaction.commit().await.map_err(write_error)?;
         self.changes
             .announce(move || {
                 changed

@@ -7,7 +7,7 @@ use switchboard_events::{EventKind, TimeZoneSetting, decode_as};
 use switchboard_proto::interact::{WatchResponse, watch_response::Change};
 use switchboard_runtime::changes::ChangeFeed;
 use switchboard_runtime::consumer::{ApplyError, Projection, StoredEvent};
-use switchboard_store::{Database, classify as classify_error};
+use switchboard_store::{Database, write_error};
 
 use crate::api::message_to_proto;
 use crate::model::keywords;
@@ -38,9 +38,9 @@ impl Projection for InteractProjection {
     }
 
     async fn apply(&self, items: &[MessageRow]) -> Result<(), ApplyError> {
-        let mut transaction = self.database.begin_write().await.map_err(classify_error)?;
-        let changed = store::write_messages(&mut transaction, items).await.map_err(classify_error)?;
-        transaction.commit().await.map_err(classify_error)?;
+        let mut transaction = self.database.begin_write().await.map_err(write_error)?;
+        let changed = store::write_messages(&mut transaction, items).await.map_err(write_error)?;
+        transaction.commit().await.map_err(write_error)?;
         self.changes
             .announce(move || {
                 changed

@@ -36,7 +36,7 @@ pub enum StoreError {
 /// the disk is full; an I/O error; a permission or schema problem an operator must fix; anything
 /// not recognised) stops the consumer and retries its batch for as long as it lasts, with
 /// readiness false: it is never dead-lettered, and never acknowledged.
-pub fn classify(error: sqlx::Error) -> ApplyError {
+pub fn write_error(error: sqlx::Error) -> ApplyError {
     if is_caused_by_the_rows(&error) {
         ApplyError::Failed(Box::new(error))
     } else {
@@ -46,7 +46,7 @@ pub fn classify(error: sqlx::Error) -> ApplyError {
 
 /// Whether a failed query is worth retrying by its caller (the database is unreachable,
 /// overloaded, locked, read-only, out of space, or failing to read or write its files). Queries
-/// answer UNAVAILABLE for these and INTERNAL for the rest; writes go through [`classify`].
+/// answer UNAVAILABLE for these and INTERNAL for the rest; writes go through [`write_error`].
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
@@ -134,18 +134,18 @@ mod tests {
         ] {
             assert!(!is_data_error_code(code), "{code}");
         }
-        assert!(matches!(classify(sqlx::Error::PoolTimedOut), ApplyError::Unavailable(_)));
+        assert!(matches!(write_error(sqlx::Error::PoolTimedOut), ApplyError::Unavailable(_)));
         for code in ["08006", "57P01", "40P01", "53100", "25006", "5", "517", "8", "13", "778"] {
             assert!(is_unavailable_code(code), "{code}");
         }
         for code in ["23505", "42P01", "19", "2067", "11", ""] {
             assert!(!is_unavailable_code(code), "{code}");
         }
-        assert!(matches!(classify(sqlx::Error::RowNotFound), ApplyError::Unavailable(_)));
-        assert!(matches!(classify(sqlx::Error::Protocol("?".into())), ApplyError::Unavailable(_)));
-        assert!(matches!(classify(sqlx::Error::Decode("bad".into())), ApplyError::Failed(_)));
+        assert!(matches!(write_error(sqlx::Error::RowNotFound), ApplyError::Unavailable(_)));
+        assert!(matches!(write_error(sqlx::Error::Protocol("?".into())), ApplyError::Unavailable(_)));
+        assert!(matches!(write_error(sqlx::Error::Decode("bad".into())), ApplyError::Failed(_)));
         // The decision keeps the error itself, typed, for whoever acts on it.
-        let kept = classify(sqlx::Error::PoolTimedOut);
+        let kept = write_error(sqlx::Error::PoolTimedOut);
         assert!(
             matches!(kept.cause().downcast_ref::<sqlx::Error>(), Some(sqlx::Error::PoolTimedOut)),
             "{kept:?}"

@@ -21,7 +21,7 @@ mod sql;
 mod winner;
 
 pub use database::{Backend, Database, PoolSettings, WriteTransaction};
-pub use error::{StoreError, classify, is_unavailable};
+pub use error::{StoreError, is_unavailable, write_error};
 pub use migrate::MigrationFiles;
 pub use sql::{
     BatchWinner, BoundQuery, Conditions, CurrentRow, MICROS_PER_DAY, Placeholders, STATEMENT_ROWS, Value,

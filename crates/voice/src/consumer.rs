@@ -10,7 +10,7 @@ use switchboard_proto::voice::{WatchResponse, watch_response::Change};
 use switchboard_runtime::changes::ChangeFeed;
 use switchboard_runtime::consumer::{ApplyError, Projection, StoredEvent};
 use switchboard_service::optouts::{self, OptOutRow};
-use switchboard_store::{Database, classify as classify_error};
+use switchboard_store::{Database, write_error};
 
 use crate::api::call_to_proto;
 use crate::model::is_answered;
@@ -61,10 +61,10 @@ impl Projection for VoiceProjection {
                 Item::OptOut(row) => optout_rows.push(row),
             }
         }
-        let mut transaction = self.database.begin_write().await.map_err(classify_error)?;
-        let changed_calls = store::write_calls(&mut transaction, &calls).await.map_err(classify_error)?;
-        let changed_optouts = optouts::store(&mut transaction, &optout_rows).await.map_err(classify_error)?;
-        transaction.commit().await.map_err(classify_error)?;
+        let mut transaction = self.database.begin_write().await.map_err(write_error)?;
+        let changed_calls = store::write_calls(&mut transaction, &calls).await.map_err(write_error)?;
+        let changed_optouts = optouts::store(&mut transaction, &optout_rows).await.map_err(write_error)?;
+        transaction.commit().await.map_err(write_error)?;
 
         self.changes
             .announce(move || {
