@@ -22,7 +22,7 @@ use switchboard_runtime::Secret;
 use switchboard_runtime::config::Config;
 use switchboard_store::sqlx::{self, Connection, Executor};
 use switchboard_tests::faults::check::{
-    Services, Summary, assert_same_state, delete_consumers, snapshot, verify, wait_drained,
+    Services, Summary, assert_replay_matches, snapshot, verify, wait_drained,
 };
 use switchboard_tests::faults::load::{Load, workload};
 use switchboard_tests::{NatsCluster, NatsServer, PostgresServer, TestBackend, TestDatabase, TestSystem};
@@ -195,18 +195,8 @@ impl Rig {
         // A clean replay: fresh services on fresh databases read the same stream from the start.
         let faulted = snapshot(&Services::from(services), &finished).await;
         self.stop_services().await;
-        delete_consumers(&jetstream).await;
-        let replay = TestSystem::builder()
-            .components(&service_components())
-            .nats(self.nats.url())
-            .configure(self.settings())
-            .start()
-            .await
-            .expect("replay services start");
-        wait_drained(&jetstream).await;
-        let replayed = snapshot(&Services::from(&replay), &finished).await;
-        assert_same_state(scenario, &faulted, &replayed);
-        replay.stop().await.expect("a clean stop");
+        let services = TestSystem::builder().nats(self.nats.url()).configure(self.settings());
+        assert_replay_matches(scenario, &jetstream, services, &faulted, &finished).await;
         if let Some(gateway) = self.gateway.take() {
             gateway.stop().await.expect("a clean stop");
         }

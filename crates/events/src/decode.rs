@@ -42,7 +42,10 @@ pub fn decode(kind: EventKind, body: &[u8]) -> Result<Event, DecodeError> {
     Ok(match kind {
         EventKind::SmsMessageStatus => {
             let mut status: SmsStatus = decode_as(kind, body)?;
+            // Only when some `"credits"` key holds a number: the provider sends a string, and the
+            // body is then not parsed a second time for every report.
             if status.credits.is_some()
+                && holds_a_number(body, "credits")
                 && let Some(text) = number_text(body, "credits")
             {
                 // A JSON number's own text: `2.0` stays "2.0", not the float's "2".
@@ -89,6 +92,23 @@ pub fn decode_as<T: DeserializeOwned>(kind: EventKind, body: &[u8]) -> Result<T,
     };
     serde_json::from_value(payload)
         .map_err(|error| DecodeError::Json(JsonError::Shape { message: error.to_string() }))
+}
+
+/// Whether some `"key"` in the body is followed by `:` and a number: a cheap test that never
+/// misses a member holding a number (it may match a key elsewhere; [`number_text`] decides).
+fn holds_a_number(body: &[u8], key: &str) -> bool {
+    let quoted = format!("\"{key}\"");
+    let quoted = quoted.as_bytes();
+    body.windows(quoted.len()).enumerate().any(|(start, window)| {
+        if window != quoted {
+            return false;
+        }
+        let mut rest = body[start + quoted.len()..].iter().skip_while(|byte| byte.is_ascii_whitespace());
+        rest.next() == Some(&b':')
+            && rest
+                .find(|byte| !byte.is_ascii_whitespace())
+                .is_some_and(|byte| *byte == b'-' || byte.is_ascii_digit())
+    })
 }
 
 /// The text of the member `key` of the event's payload when it is a JSON number, exactly as it
@@ -172,6 +192,16 @@ mod tests {
             panic!("the envelope decodes");
         };
         assert_eq!(status.credits.as_deref(), Some("0.50"));
+    }
+
+    #[test]
+    fn only_a_number_after_the_key_asks_for_a_second_parse() {
+        assert!(holds_a_number(br#"{"credits": 2.0}"#, "credits"));
+        assert!(holds_a_number(br#"{"credits" :-1}"#, "credits"));
+        assert!(holds_a_number(br#"{"x": "credits", "credits": 3}"#, "credits"));
+        assert!(!holds_a_number(br#"{"credits": "2.0000"}"#, "credits"));
+        assert!(!holds_a_number(br#"{"x": "credits"}"#, "credits"));
+        assert!(!holds_a_number(br#"{"credits": null}"#, "credits"));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use futures::TryStreamExt;
 use switchboard::Component;
 use switchboard_events::Product;
 use switchboard_tests::faults::check::{
-    Services, assert_same_state, delete_consumers, snapshot, verify, wait_drained,
+    Services, assert_replay_matches, assert_same_state, snapshot, verify, wait_drained,
 };
 use switchboard_tests::faults::load::{Load, workload};
 use switchboard_tests::{NatsServer, TEST_TOKEN, TestBackend, TestDatabase, TestSystem};
@@ -336,17 +336,6 @@ async fn a_rolling_restart_of_every_process_under_load_loses_and_repeats_nothing
     for replica in &mut fleet.replicas {
         replica.terminate().await;
     }
-    delete_consumers(&jetstream).await;
-    let components: Vec<Component> =
-        Product::ALL.iter().map(|product| Component::Service(*product)).collect();
-    let replay = TestSystem::builder()
-        .components(&components)
-        .nats(nats.url())
-        .start()
-        .await
-        .expect("replay services start");
-    wait_drained(&jetstream).await;
-    let replayed = snapshot(&Services::from(&replay), &finished).await;
-    assert_same_state(scenario, &faulted, &replayed);
-    replay.stop().await.expect("a clean stop");
+    assert_replay_matches(scenario, &jetstream, TestSystem::builder().nats(nats.url()), &faulted, &finished)
+        .await;
 }

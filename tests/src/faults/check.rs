@@ -504,6 +504,26 @@ fn strip_status_details(answer: String) -> String {
     }
 }
 
+/// A clean replay: the durable consumers are deleted, fresh services on fresh databases (`services`,
+/// a builder with the NATS and settings to use) read the same stream from the start, and must
+/// answer exactly as the services did after the fault (`faulted`).
+pub async fn assert_replay_matches(
+    scenario: &str,
+    jetstream: &jetstream::Context,
+    services: crate::TestSystemBuilder,
+    faulted: &BTreeMap<String, String>,
+    finished: &Finished,
+) {
+    delete_consumers(jetstream).await;
+    let components: Vec<switchboard::Component> =
+        Product::ALL.iter().map(|product| switchboard::Component::Service(*product)).collect();
+    let replay = services.components(&components).start().await.expect("replay services start");
+    wait_drained(jetstream).await;
+    let replayed = snapshot(&Services::from(&replay), finished).await;
+    assert_same_state(scenario, faulted, &replayed);
+    replay.stop().await.expect("a clean stop");
+}
+
 /// Compares two snapshots, naming the answers that differ.
 pub fn assert_same_state(
     scenario: &str,

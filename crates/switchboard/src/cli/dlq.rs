@@ -23,7 +23,6 @@ use comfy_table::Cell;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use switchboard_events::headers;
-use switchboard_runtime::nats;
 use time::format_description::well_known::Rfc3339;
 
 use super::CliContext;
@@ -138,15 +137,8 @@ pub struct DeadLetterStream {
 
 async fn open(cli: &CliContext) -> anyhow::Result<DeadLetterStream> {
     let config = &cli.config;
-    let client = super::connect_nats(config).await?;
-    let jetstream = nats::jetstream(client, &config.nats);
     let name = &config.nats.dead_letter_stream.name;
-    let stream = jetstream.get_stream(name).await.with_context(|| {
-        format!(
-            "no dead-letter stream {name} at {} (has any component started there?)",
-            nats::redacted_url(&config.nats.url)
-        )
-    })?;
+    let (jetstream, stream) = super::open_stream(config, name, "dead-letter stream").await?;
     Ok(DeadLetterStream { jetstream, stream })
 }
 

@@ -186,6 +186,24 @@ pub async fn connect_nats(config: &Config) -> anyhow::Result<async_nats::Client>
     .map_err(|error| anyhow::anyhow!("cannot reach NATS at {}: {error}", url()))
 }
 
+/// Connects to NATS and opens the stream `name` (`what` names it in the error: "stream",
+/// "dead-letter stream"), saying at which server it is missing.
+pub async fn open_stream(
+    config: &Config,
+    name: &str,
+    what: &str,
+) -> anyhow::Result<(async_nats::jetstream::Context, async_nats::jetstream::stream::Stream)> {
+    let client = connect_nats(config).await?;
+    let jetstream = switchboard_runtime::nats::jetstream(client, &config.nats);
+    let stream = jetstream.get_stream(name).await.map_err(|error| {
+        anyhow::anyhow!(
+            "no {what} {name} at {} (has any component started there?): {error}",
+            switchboard_runtime::nats::redacted_url(&config.nats.url)
+        )
+    })?;
+    Ok((jetstream, stream))
+}
+
 fn with_scheme(address: &str) -> String {
     if address.contains("://") { address.to_owned() } else { format!("http://{address}") }
 }

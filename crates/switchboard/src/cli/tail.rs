@@ -64,15 +64,8 @@ impl TailArgs {
 
 pub async fn run(cli: &CliContext, args: &TailArgs) -> anyhow::Result<()> {
     let config = &cli.config;
-    let client = super::connect_nats(config).await?;
-    let jetstream = nats::jetstream(client, &config.nats);
     let name = &config.nats.stream.name;
-    let stream = jetstream.get_stream(name).await.with_context(|| {
-        format!(
-            "no stream {name} at {} (has any component started there?)",
-            nats::redacted_url(&config.nats.url)
-        )
-    })?;
+    let (_, stream) = super::open_stream(config, name, "stream").await?;
     let subjects = config.nats.subjects();
     let following = match &args.pattern {
         Some(pattern) => format!("{}{pattern}", subjects.prefix()),
