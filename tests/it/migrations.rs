@@ -5,7 +5,7 @@ use switchboard_events::{EventKind, Product, TimeZoneSetting, decode_as};
 use switchboard_sms::consumer::report_row;
 use switchboard_sms::store;
 use switchboard_store::sqlx::{self, Row as _};
-use switchboard_store::{Backend, Conditions, Database, MigrationFiles, PoolSettings};
+use switchboard_store::{Backend, Conditions, Database, MigrationFiles, PoolSettings, schema_differences};
 use switchboard_tests::projection::{apply_in_batches, delivery};
 use switchboard_tests::{TestBackend, TestDatabase};
 
@@ -47,6 +47,26 @@ async fn every_service_upgrades_a_database_of_the_first_release() {
         expected.sort_unstable();
         assert_eq!(applied_versions(&upgraded).await, expected, "{service}");
         upgraded.close().await;
+    }
+}
+
+/// Every table a service states (its columns, in the store) is the table its migrations made: a
+/// column added to one and not the other fails here, not at the first write.
+#[tokio::test]
+async fn every_stated_table_is_the_table_the_migrations_made() {
+    for product in Product::ALL {
+        let descriptor = switchboard::descriptor(product);
+        let service = product.name();
+        let database = TestDatabase::create(TestBackend::from_env(), service).await.expect("database");
+        let migrated =
+            Database::open(&database.url(), settings(), descriptor.migrations).await.expect(service);
+        assert!(!descriptor.tables.is_empty(), "{service} states no table");
+        for table in descriptor.tables {
+            let (missing, extra) = schema_differences(&migrated, *table).await.expect("schema");
+            assert!(missing.is_empty(), "{service}: {} lacks stated columns {missing:?}", table.name());
+            assert!(extra.is_empty(), "{service}: {} has columns not stated: {extra:?}", table.name());
+        }
+        migrated.close().await;
     }
 }
 

@@ -28,6 +28,7 @@ switchboard_service::describe_service! {
     product: Product::Chat,
     grpc_service: SERVICE_NAME,
     migrations: store::MIGRATIONS,
+    tables: store::TABLES,
     consumers: [("chat-whatsapp", model::WHATSAPP), ("chat-rcs", model::RCS)],
     projection: consumer::ChatProjection,
     start: start,

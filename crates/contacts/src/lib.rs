@@ -28,6 +28,7 @@ switchboard_service::describe_service! {
     product: Product::Contacts,
     grpc_service: SERVICE_NAME,
     migrations: store::MIGRATIONS,
+    tables: store::TABLES,
     consumers: [("contacts", "contacts")],
     projection: consumer::ContactsProjection,
     start: start,

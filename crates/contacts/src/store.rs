@@ -9,9 +9,8 @@ use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
-    Backend, Conditions, Database, MigrationFiles, batch_winners, current_rows_returned,
-    current_state_update, delete_where_in, like_prefix, one_row_per_key, received_bounds, rows_by_key,
-    values_rows, write_rows,
+    Backend, Conditions, Database, MigrationFiles, Table, columns, delete_where_in, like_prefix, values_rows,
+    write_rows,
 };
 
 use crate::model::{Precedence, WINNER, identity_key, name_key};
@@ -30,6 +29,9 @@ pub const MIGRATIONS: &[MigrationFiles] = &[
         postgres: include_str!("../migrations/postgres/0002_fewer_indexes.sql"),
     },
 ];
+
+/// The tables the service writes (`contact_attributes` is written by [`replace_attributes`]).
+pub const TABLES: &[&dyn switchboard_store::TableShape] = &[&CONTACTS, &VERSIONS];
 
 /// What the retention job may expire: old versions, and the raw JSON of old versions and of contacts
 /// whose last event is old. The current version of every contact is kept.
@@ -97,147 +99,99 @@ impl ContactRow {
     }
 }
 
-const CONTACT_COLUMNS: &[&str] = &[
-    "id",
-    "identity",
-    "identity_key",
-    "first_name",
-    "middle_name",
-    "last_name",
-    "first_name_key",
-    "middle_name_key",
-    "last_name_key",
-    "gender",
-    "birth_date",
-    "company",
-    "attributes_json",
-    "created_at",
-    "updated_at",
-    "updated_key",
-    "digest",
-    "status",
-    "listed_at",
-    "received_at",
-    "first_received_at",
-    "last_received_at",
-    "stream_sequence",
-    "raw_json",
-];
+/// The current version of every contact (the service's precedence rule), with the first and last
+/// receive time of all its versions. The search keys are derived from the values as they are
+/// bound, so they can never disagree with them.
+const CONTACTS: Table<ContactRow> = Table {
+    name: "contacts",
+    key: &["id"],
+    columns: columns!(ContactRow {
+        id,
+        identity,
+        identity_key: |query, row| query.bind(search_key(&row.identity, identity_key)),
+        first_name,
+        middle_name,
+        last_name,
+        first_name_key: |query, row| query.bind(search_key(&row.first_name, name_key)),
+        middle_name_key: |query, row| query.bind(search_key(&row.middle_name, name_key)),
+        last_name_key: |query, row| query.bind(search_key(&row.last_name, name_key)),
+        gender,
+        birth_date,
+        company,
+        attributes_json: |query, row| query.bind(attributes_json(row)),
+        created_at,
+        updated_at,
+        updated_key,
+        digest,
+        status,
+        listed_at,
+        received_at,
+        first_received_at,
+        last_received_at,
+        stream_sequence,
+        raw_json,
+    }),
+};
 
-/// Columns taken whole from the winning version.
-const WINNER_COLUMNS: &[&str] = &[
-    "identity",
-    "identity_key",
-    "first_name",
-    "middle_name",
-    "last_name",
-    "first_name_key",
-    "middle_name_key",
-    "last_name_key",
-    "gender",
-    "birth_date",
-    "company",
-    "attributes_json",
-    "created_at",
-    "updated_at",
-    "updated_key",
-    "digest",
-    "status",
-    "listed_at",
-    "received_at",
-    "stream_sequence",
-    "raw_json",
-];
-
-const VERSION_COLUMNS: &[&str] = &[
-    "id",
-    "digest",
-    "identity",
-    "identity_key",
-    "first_name",
-    "middle_name",
-    "last_name",
-    "first_name_key",
-    "middle_name_key",
-    "last_name_key",
-    "gender",
-    "birth_date",
-    "company",
-    "attributes_json",
-    "created_at",
-    "updated_at",
-    "updated_key",
-    "status",
-    "listed_at",
-    "received_at",
-    "stream_sequence",
-    "raw_json",
-];
+/// Every distinct version of a contact, at its earliest delivery.
+const VERSIONS: Table<ContactRow> = Table {
+    name: "contact_versions",
+    key: &["id", "digest"],
+    columns: columns!(ContactRow {
+        id,
+        digest,
+        identity,
+        identity_key: |query, row| query.bind(search_key(&row.identity, identity_key)),
+        first_name,
+        middle_name,
+        last_name,
+        first_name_key: |query, row| query.bind(search_key(&row.first_name, name_key)),
+        middle_name_key: |query, row| query.bind(search_key(&row.middle_name, name_key)),
+        last_name_key: |query, row| query.bind(search_key(&row.last_name, name_key)),
+        gender,
+        birth_date,
+        company,
+        attributes_json: |query, row| query.bind(attributes_json(row)),
+        created_at,
+        updated_at,
+        updated_key,
+        status,
+        listed_at,
+        received_at,
+        stream_sequence,
+        raw_json,
+    }),
+};
 
 /// Columns that exist only to be searched; derived from the others and never read back.
 const SEARCH_COLUMNS: &[&str] = &["identity_key", "first_name_key", "middle_name_key", "last_name_key"];
 
+/// The search key of an optional value (empty when there is none).
+fn search_key(value: &Option<String>, derive: fn(&str) -> String) -> String {
+    value.as_deref().map(derive).unwrap_or_default()
+}
+
+fn attributes_json(row: &ContactRow) -> String {
+    // A map of strings always serialises.
+    serde_json::to_string(&row.attributes).unwrap_or_default()
+}
+
 /// The columns every query reads: a contact as [`contact_from_sql`] expects it.
 fn select_list() -> String {
-    CONTACT_COLUMNS
-        .iter()
-        .filter(|column| !SEARCH_COLUMNS.contains(column))
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ")
+    CONTACTS.names().filter(|column| !SEARCH_COLUMNS.contains(column)).collect::<Vec<_>>().join(", ")
 }
 
 /// `contact_versions` read as contacts: a version's receive bounds are its own receive time.
 fn version_select_list() -> String {
-    CONTACT_COLUMNS
-        .iter()
+    CONTACTS
+        .names()
         .filter(|column| !SEARCH_COLUMNS.contains(column))
-        .map(|column| match *column {
+        .map(|column| match column {
             "first_received_at" | "last_received_at" => format!("received_at AS {column}"),
             other => other.to_owned(),
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
-
-/// Binds `column` of `row`; the search keys are derived here, so they can never disagree with the
-/// values they are derived from.
-fn bind_column<'q>(query: Query<'q>, row: &'q ContactRow, column: &str) -> Query<'q> {
-    let optional_key =
-        |value: &Option<String>, derive: fn(&str) -> String| value.as_deref().map(derive).unwrap_or_default();
-    match column {
-        "id" => query.bind(row.id.as_str()),
-        "identity" => query.bind(row.identity.as_deref()),
-        "identity_key" => query.bind(optional_key(&row.identity, identity_key)),
-        "first_name" => query.bind(row.first_name.as_deref()),
-        "middle_name" => query.bind(row.middle_name.as_deref()),
-        "last_name" => query.bind(row.last_name.as_deref()),
-        "first_name_key" => query.bind(optional_key(&row.first_name, name_key)),
-        "middle_name_key" => query.bind(optional_key(&row.middle_name, name_key)),
-        "last_name_key" => query.bind(optional_key(&row.last_name, name_key)),
-        "gender" => query.bind(row.gender.as_deref()),
-        "birth_date" => query.bind(row.birth_date.as_deref()),
-        "company" => query.bind(row.company.as_deref()),
-        // A map of strings always serialises.
-        "attributes_json" => query.bind(serde_json::to_string(&row.attributes).unwrap_or_default()),
-        "created_at" => query.bind(row.created_at),
-        "updated_at" => query.bind(row.updated_at),
-        "updated_key" => query.bind(row.updated_key),
-        "digest" => query.bind(row.digest.as_str()),
-        "status" => query.bind(row.status.as_deref()),
-        "listed_at" => query.bind(row.listed_at),
-        "received_at" => query.bind(row.received_at),
-        "first_received_at" => query.bind(row.first_received_at),
-        "last_received_at" => query.bind(row.last_received_at),
-        "stream_sequence" => query.bind(row.stream_sequence),
-        "raw_json" => query.bind(row.raw_json.as_str()),
-        other => {
-            debug_assert!(false, "no contact column {other}");
-            query
-        }
-    }
 }
 
 /// Writes a batch of versions inside the caller's transaction and returns the contacts that
@@ -250,94 +204,28 @@ pub async fn write_versions(
     if versions.is_empty() {
         return Ok(Vec::new());
     }
-    write_history(connection, versions).await?;
-    let changed = write_contacts(connection, versions).await?;
-    replace_attributes(connection, &changed).await?;
-    Ok(changed)
-}
-
-/// Every distinct version, keeping its earliest delivery (and what derives from that delivery: the
-/// receive time, and the list time of a version without `updated_at`).
-async fn write_history(connection: &mut AnyConnection, versions: &[ContactRow]) -> Result<(), sqlx::Error> {
-    let earliest = one_row_per_key(
-        versions,
-        |version| (version.id.as_str(), version.digest.as_str()),
-        |candidate, kept| candidate.stream_sequence < kept.stream_sequence,
-    );
-    let backend = Backend::of(connection);
-    let rows: Vec<&ContactRow> = earliest.into_values().collect();
-    write_rows(
-        connection,
-        &rows,
-        |size| {
-            format!(
-                "INSERT INTO contact_versions ({}) VALUES {} \
-                 ON CONFLICT (id, digest) DO UPDATE SET received_at = excluded.received_at, \
-                 listed_at = excluded.listed_at, stream_sequence = excluded.stream_sequence \
-                 WHERE excluded.stream_sequence < contact_versions.stream_sequence",
-                VERSION_COLUMNS.join(", "),
-                values_rows(backend, size, VERSION_COLUMNS.len())
-            )
-        },
-        |query, version| {
-            VERSION_COLUMNS.iter().fold(query, |query, column| bind_column(query, version, column))
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-async fn write_contacts(
-    connection: &mut AnyConnection,
-    versions: &[ContactRow],
-) -> Result<Vec<ContactRow>, sqlx::Error> {
-    // Reduce the batch to one row per contact: the winner, with the batch's first and last receive
-    // times (PostgreSQL refuses to touch a row twice in one statement).
     let versions: Vec<&ContactRow> = versions.iter().collect();
-    let winners: BTreeMap<String, ContactRow> = batch_winners(&versions, |version| version.id.as_str())
-        .into_iter()
-        .map(|(id, winner)| (id, winner.into_row()))
-        .collect();
-
-    let (assignments, changed) = current_state_update(
-        "contacts",
-        &WINNER.beats_sql("contacts"),
-        WINNER_COLUMNS,
-        &["first_received_at"],
-        &["last_received_at"],
-    );
-    let backend = Backend::of(connection);
-    let rows: Vec<&ContactRow> = winners.values().collect();
-    let returned = write_rows(
-        connection,
-        &rows,
-        |size| {
-            format!(
-                "INSERT INTO contacts ({}) VALUES {} \
-                 ON CONFLICT (id) DO UPDATE SET {assignments} WHERE {changed} \
-                 RETURNING id, stream_sequence, first_received_at, last_received_at",
-                CONTACT_COLUMNS.join(", "),
-                values_rows(backend, size, CONTACT_COLUMNS.len()),
-            )
-        },
-        |query, row| CONTACT_COLUMNS.iter().fold(query, |query, column| bind_column(query, row, column)),
-    )
-    .await?;
-    let (mut changed, kept_their_version) = current_rows_returned(
-        winners,
-        &returned,
-        |row| row.try_get("id"),
-        |winner| winner.stream_sequence,
-        |winner, row| {
-            (winner.first_received_at, winner.last_received_at) = received_bounds(row)?;
-            Ok(())
-        },
-    )?;
-    changed.extend(
-        rows_by_key(connection, &select_list(), "contacts", "id", &kept_their_version, contact_from_sql)
-            .await?,
-    );
-    changed.sort_by(|left, right| left.id.cmp(&right.id));
+    // Every distinct version keeps its earliest delivery, and what derives from that delivery: the
+    // receive time, and the list time of a version without `updated_at`.
+    VERSIONS
+        .write_history(
+            connection,
+            &versions,
+            |version| (version.id.as_str(), version.digest.as_str()),
+            |version| version.stream_sequence,
+            &["received_at", "listed_at", "stream_sequence"],
+        )
+        .await?;
+    let changed = CONTACTS
+        .write_current(
+            connection,
+            &versions,
+            |version| version.id.as_str(),
+            &WINNER.beats_sql(CONTACTS.name),
+            contact_from_sql,
+        )
+        .await?;
+    replace_attributes(connection, &changed).await?;
     Ok(changed)
 }
 

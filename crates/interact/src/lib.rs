@@ -27,6 +27,7 @@ switchboard_service::describe_service! {
     product: Product::Interact,
     grpc_service: SERVICE_NAME,
     migrations: store::MIGRATIONS,
+    tables: store::TABLES,
     consumers: [("interact", "vmn")],
     projection: consumer::InteractProjection,
     start: start,

@@ -2,11 +2,8 @@
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
-    Backend, Conditions, Database, MigrationFiles, epoch_day_sql, one_row_per_key, values_rows, write_rows,
-    written_rows_returned,
+    BindValue as _, Conditions, Database, MigrationFiles, Table, columns, epoch_day_sql,
 };
-
-use crate::model::{replaces, replaces_sql};
 
 pub const MIGRATIONS: &[MigrationFiles] = &[MigrationFiles {
     version: 1,
@@ -14,6 +11,9 @@ pub const MIGRATIONS: &[MigrationFiles] = &[MigrationFiles {
     sqlite: include_str!("../migrations/sqlite/0001_messages.sql"),
     postgres: include_str!("../migrations/postgres/0001_messages.sql"),
 }];
+
+/// The tables the service writes.
+pub const TABLES: &[&dyn switchboard_store::TableShape] = &[&MESSAGES];
 
 /// What the retention job may expire: the raw JSON of old messages (the messages themselves are the
 /// current state and are kept).
@@ -78,10 +78,35 @@ pub struct MessageRow {
     pub raw_json: String,
 }
 
-const MESSAGE_COLUMNS: &str = "id, virtual_number, sender, message_type, text, keyword1, keyword2, \
-    profile_id, profile_username, profile_first_name, profile_last_name, profile_email, profile_phone, \
-    profile_picture, profile_gender, profile_title, message_id, message_at, payload_json, received_at, \
-    stream_sequence, raw_json";
+/// One row per message id, at its earliest delivery.
+const MESSAGES: Table<MessageRow> = Table {
+    name: "vmn_messages",
+    key: &["id"],
+    columns: columns!(MessageRow {
+        id,
+        virtual_number,
+        sender,
+        message_type,
+        text,
+        keyword1,
+        keyword2,
+        profile_id: |query, row| row.profile.id.bind_to(query),
+        profile_username: |query, row| row.profile.username.bind_to(query),
+        profile_first_name: |query, row| row.profile.first_name.bind_to(query),
+        profile_last_name: |query, row| row.profile.last_name.bind_to(query),
+        profile_email: |query, row| row.profile.email.bind_to(query),
+        profile_phone: |query, row| row.profile.phone.bind_to(query),
+        profile_picture: |query, row| row.profile.picture.bind_to(query),
+        profile_gender: |query, row| row.profile.gender.bind_to(query),
+        profile_title: |query, row| row.profile.title.bind_to(query),
+        message_id,
+        message_at,
+        payload_json,
+        received_at,
+        stream_sequence,
+        raw_json,
+    }),
+};
 
 /// Writes a batch of messages inside the caller's transaction and returns the rows that were
 /// inserted or replaced (for watchers).
@@ -89,55 +114,15 @@ pub async fn write_messages(
     connection: &mut AnyConnection,
     messages: &[MessageRow],
 ) -> Result<Vec<MessageRow>, sqlx::Error> {
-    // One row per id (the earliest delivery in the batch), sorted by id.
-    let earliest = one_row_per_key(
-        messages,
-        |message| message.id.as_str(),
-        |candidate, kept| replaces(candidate.stream_sequence, kept.stream_sequence),
-    );
-    if earliest.is_empty() {
-        return Ok(Vec::new());
-    }
-    let replaced = replaces_sql("vmn_messages");
-    let assignments: Vec<String> =
-        MESSAGE_COLUMNS.split(", ").skip(1).map(|column| format!("{column} = excluded.{column}")).collect();
-    let backend = Backend::of(connection);
-    let rows: Vec<_> = earliest.values().collect();
-    let returned = write_rows(
-        connection,
-        &rows,
-        |size| {
-            format!(
-                "INSERT INTO vmn_messages ({MESSAGE_COLUMNS}) VALUES {} \
-                 ON CONFLICT (id) DO UPDATE SET {} WHERE {replaced} \
-                 RETURNING id",
-                values_rows(backend, size, 22),
-                assignments.join(", ")
-            )
-        },
-        |query, row| {
-            let query = query
-                .bind(row.id.as_str())
-                .bind(row.virtual_number.as_str())
-                .bind(row.sender.as_str())
-                .bind(row.message_type.as_deref())
-                .bind(row.text.as_deref())
-                .bind(row.keyword1.as_str())
-                .bind(row.keyword2.as_str());
-            row.profile
-                .fields()
-                .into_iter()
-                .fold(query, |query, field| query.bind(field.clone()))
-                .bind(row.message_id.as_deref())
-                .bind(row.message_at)
-                .bind(row.payload_json.as_str())
-                .bind(row.received_at)
-                .bind(row.stream_sequence)
-                .bind(row.raw_json.as_str())
-        },
-    )
-    .await?;
-    written_rows_returned(earliest.into_values(), |row| row.id.clone(), &returned, |row| row.try_get("id"))
+    let messages: Vec<&MessageRow> = messages.iter().collect();
+    MESSAGES
+        .write_earliest(
+            connection,
+            &messages,
+            |message| (message.id.clone(),),
+            |message| message.stream_sequence,
+        )
+        .await
 }
 
 fn message_from_sql(row: &AnyRow) -> Result<MessageRow, sqlx::Error> {
@@ -170,7 +155,7 @@ fn message_from_sql(row: &AnyRow) -> Result<MessageRow, sqlx::Error> {
 }
 
 pub async fn get_message(database: &Database, id: &str) -> Result<Option<MessageRow>, sqlx::Error> {
-    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM vmn_messages WHERE id = $1");
+    let sql = format!("SELECT {} FROM vmn_messages WHERE id = $1", MESSAGES.column_list());
     let row = sqlx::query(&sql).bind(id.to_owned()).fetch_optional(database.pool()).await?;
     row.as_ref().map(message_from_sql).transpose()
 }
@@ -188,7 +173,8 @@ pub async fn list_messages(
     }
     let limit = conditions.bind(limit);
     let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM vmn_messages{} ORDER BY received_at DESC, id DESC LIMIT {limit}",
+        "SELECT {} FROM vmn_messages{} ORDER BY received_at DESC, id DESC LIMIT {limit}",
+        MESSAGES.column_list(),
         conditions.where_clause()
     );
     let rows = conditions.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await?;

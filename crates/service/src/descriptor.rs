@@ -8,7 +8,7 @@ use std::pin::Pin;
 use switchboard_events::{Product, TimeZoneSetting};
 use switchboard_runtime::Platform;
 use switchboard_runtime::changes::ChangeFeed;
-use switchboard_store::{Database, MigrationFiles};
+use switchboard_store::{Database, MigrationFiles, TableShape};
 use tonic::service::RoutesBuilder;
 
 use crate::ServiceHost;
@@ -49,6 +49,8 @@ pub struct ServiceDescriptor {
     pub grpc_service: &'static str,
     /// The database migrations, in the order they apply.
     pub migrations: &'static [MigrationFiles],
+    /// The tables the service writes, as its store states them (checked against the migrations).
+    pub tables: &'static [&'static dyn TableShape],
     /// The durable consumers, one per subject root of the product.
     pub consumers: &'static [ConsumerDescriptor],
     pub start: StartFn,
@@ -112,6 +114,7 @@ impl ServiceDescriptor {
 ///     product: Product::Sms,
 ///     grpc_service: SERVICE_NAME,
 ///     migrations: store::MIGRATIONS,
+///     tables: store::TABLES,
 ///     consumers: [("sms", "sms")],
 ///     projection: consumer::SmsProjection,
 ///     start: start,
@@ -123,6 +126,7 @@ macro_rules! describe_service {
         product: $product:expr,
         grpc_service: $grpc_service:expr,
         migrations: $migrations:expr,
+        tables: $tables:expr,
         consumers: [$(($durable_name:expr, $root:expr)),+ $(,)?],
         projection: $projection:path,
         start: $start:path $(,)?
@@ -136,6 +140,7 @@ macro_rules! describe_service {
             product: $product,
             grpc_service: $grpc_service,
             migrations: $migrations,
+            tables: $tables,
             consumers: CONSUMERS,
             start: |platform, routes| Box::pin($start(platform, routes)),
             rebuild: |replay, parts| Box::pin(async move { replay.replay(&projection(parts)).await }),

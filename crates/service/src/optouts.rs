@@ -16,10 +16,7 @@ use switchboard_proto::common::{
 use switchboard_runtime::consumer::StoredEvent;
 use switchboard_runtime::grpc;
 use switchboard_store::sqlx::{self, AnyConnection, Row};
-use switchboard_store::{
-    Backend, Conditions, Database, MigrationFiles, one_row_per_key, values_rows, write_rows,
-    written_rows_returned,
-};
+use switchboard_store::{Conditions, Database, MigrationFiles, Table, columns};
 use tonic::Status;
 
 use crate::status::from_query_error;
@@ -101,7 +98,24 @@ impl OptOutRow {
     }
 }
 
-const COLUMNS: &str = "channel, id, receiver, scope, value, created_at, listed_at, status, received_at, stream_sequence, raw_json";
+/// One row per opt-out (channel and the provider's id), at its earliest delivery.
+pub const OPT_OUTS: Table<OptOutRow> = Table {
+    name: "opt_outs",
+    key: &["channel", "id"],
+    columns: columns!(OptOutRow {
+        channel,
+        id,
+        receiver,
+        scope,
+        value,
+        created_at,
+        listed_at: |query, row| query.bind(row.listed_at()),
+        status,
+        received_at,
+        stream_sequence,
+        raw_json,
+    }),
+};
 
 /// Stores opt-outs inside the caller's transaction; returns the rows that were inserted or replaced
 /// (for watchers).
@@ -109,55 +123,15 @@ pub async fn store(
     connection: &mut AnyConnection,
     rows: &[impl Borrow<OptOutRow>],
 ) -> Result<Vec<OptOutRow>, sqlx::Error> {
-    // One row per key per statement (PostgreSQL refuses to update a row twice in one statement),
-    // sorted by key so that concurrent writers lock rows in the same order.
-    let earliest = one_row_per_key(
-        rows.iter().map(Borrow::borrow),
-        |row: &OptOutRow| (row.channel.as_str(), row.id.as_str()),
-        |candidate, kept| candidate.stream_sequence < kept.stream_sequence,
-    );
-    if earliest.is_empty() {
-        return Ok(Vec::new());
-    }
-    let backend = Backend::of(connection);
-    let rows: Vec<_> = earliest.values().collect();
-    let returned = write_rows(
-        connection,
-        &rows,
-        |size| {
-            format!(
-                "INSERT INTO opt_outs ({COLUMNS}) VALUES {} \
-                 ON CONFLICT (channel, id) DO UPDATE SET receiver = excluded.receiver, scope = excluded.scope, \
-                 value = excluded.value, created_at = excluded.created_at, listed_at = excluded.listed_at, \
-                 status = excluded.status, received_at = excluded.received_at, \
-                 stream_sequence = excluded.stream_sequence, raw_json = excluded.raw_json \
-                 WHERE excluded.stream_sequence < opt_outs.stream_sequence \
-                 RETURNING channel, id",
-                values_rows(backend, size, 11)
-            )
-        },
-        |query, row| {
-            query
-                .bind(row.channel.as_str())
-                .bind(row.id.as_str())
-                .bind(row.receiver.as_str())
-                .bind(row.scope.as_str())
-                .bind(row.value.as_str())
-                .bind(row.created_at)
-                .bind(row.listed_at())
-                .bind(row.status.as_deref())
-                .bind(row.received_at)
-                .bind(row.stream_sequence)
-                .bind(row.raw_json.as_str())
-        },
-    )
-    .await?;
-    written_rows_returned(
-        earliest.into_values(),
-        |row| (row.channel.clone(), row.id.clone()),
-        &returned,
-        |row| Ok((row.try_get("channel")?, row.try_get("id")?)),
-    )
+    let rows: Vec<&OptOutRow> = rows.iter().map(Borrow::borrow).collect();
+    OPT_OUTS
+        .write_earliest(
+            connection,
+            &rows,
+            |row| (row.channel.clone(), row.id.clone()),
+            |row| row.stream_sequence,
+        )
+        .await
 }
 
 fn row_from_sql(row: &sqlx::any::AnyRow) -> Result<OptOutRow, sqlx::Error> {
@@ -208,7 +182,8 @@ pub async fn check(
     conditions.push(format!("receiver = {placeholder}"));
     channel_condition(&mut conditions, &channels);
     let sql = format!(
-        "SELECT {COLUMNS} FROM opt_outs{} ORDER BY listed_at DESC, channel, id",
+        "SELECT {} FROM opt_outs{} ORDER BY listed_at DESC, channel, id",
+        OPT_OUTS.column_list(),
         conditions.where_clause()
     );
     let rows =
@@ -244,7 +219,8 @@ pub async fn list(
     }
     let limit = conditions.bind(i64::from(page_size) + 1);
     let sql = format!(
-        "SELECT {COLUMNS} FROM opt_outs{} ORDER BY listed_at DESC, channel DESC, id DESC LIMIT {limit}",
+        "SELECT {} FROM opt_outs{} ORDER BY listed_at DESC, channel DESC, id DESC LIMIT {limit}",
+        OPT_OUTS.column_list(),
         conditions.where_clause()
     );
     let rows =

@@ -27,6 +27,7 @@ switchboard_service::describe_service! {
     product: Product::Sms,
     grpc_service: SERVICE_NAME,
     migrations: store::MIGRATIONS,
+    tables: store::TABLES,
     consumers: [("sms", "sms")],
     projection: consumer::SmsProjection,
     start: start,

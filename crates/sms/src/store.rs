@@ -3,11 +3,7 @@
 use std::borrow::Borrow;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
-use switchboard_store::{
-    Backend, BatchWinner, Conditions, Database, MigrationFiles, batch_winners, current_rows_returned,
-    current_state_update, epoch_day_sql, one_row_per_key, received_bounds, rows_by_key, values_rows,
-    write_rows,
-};
+use switchboard_store::{Backend, Conditions, Database, MigrationFiles, Table, columns, epoch_day_sql};
 
 use crate::model::{Precedence, WINNER};
 
@@ -26,6 +22,10 @@ pub const MIGRATIONS: &[MigrationFiles] = &[
     },
     switchboard_service::optouts::MIGRATION,
 ];
+
+/// The tables the service writes.
+pub const TABLES: &[&dyn switchboard_store::TableShape] =
+    &[&MESSAGES, &STATUS_EVENTS, &switchboard_service::optouts::OPT_OUTS];
 
 /// What the retention job may expire: history by receive time, and the raw JSON of messages whose
 /// last report is old.
@@ -91,36 +91,53 @@ impl MessageRow {
     }
 }
 
-/// Columns taken whole from the winning report.
-const WINNER_COLUMNS: &[&str] = &[
-    "request_id",
-    "recipient_index",
-    "mobile",
-    "status",
-    "status_class",
-    "status_rank",
-    "status_time_key",
-    "digest",
-    "credits",
-    "units",
-    "submitted_at",
-    "sent_at",
-    "delivered_at",
-    "cid",
-    "custom",
-    "sender",
-    "listed_at",
-    "received_at",
-    "stream_sequence",
-    "raw_json",
-];
+/// The current state of every message: the winning report (the service's precedence rule) and the
+/// first and last receive time of all its reports.
+const MESSAGES: Table<MessageRow> = Table {
+    name: "sms_messages",
+    key: &["id"],
+    columns: columns!(MessageRow {
+        id,
+        request_id,
+        recipient_index,
+        mobile,
+        status,
+        status_class,
+        status_rank,
+        status_time_key,
+        digest,
+        credits,
+        units,
+        submitted_at,
+        sent_at,
+        delivered_at,
+        cid,
+        custom,
+        sender,
+        listed_at,
+        received_at,
+        first_received_at,
+        last_received_at,
+        stream_sequence,
+        raw_json,
+    }),
+};
 
-const MESSAGE_COLUMNS: &str = "id, request_id, recipient_index, mobile, status, status_class, status_rank, \
-    status_time_key, digest, credits, units, submitted_at, sent_at, delivered_at, cid, custom, sender, \
-    listed_at, received_at, first_received_at, last_received_at, stream_sequence, raw_json";
-
-const EVENT_COLUMNS: &str =
-    "message_id, digest, status, status_class, delivered_at, received_at, stream_sequence, raw_json";
+/// Every distinct report of a message, at its earliest delivery.
+const STATUS_EVENTS: Table<MessageRow> = Table {
+    name: "sms_status_events",
+    key: &["message_id", "digest"],
+    columns: columns!(MessageRow {
+        message_id: |query, report| query.bind(report.id.as_str()),
+        digest,
+        status,
+        status_class,
+        delivered_at,
+        received_at,
+        stream_sequence,
+        raw_json,
+    }),
+};
 
 /// Writes a batch of reports inside the caller's transaction and returns the message rows that
 /// changed. History first, then messages, each sorted by key: every writer takes row locks in the
@@ -133,118 +150,24 @@ pub async fn write_reports(
         return Ok(Vec::new());
     }
     let reports: Vec<&MessageRow> = reports.iter().map(Borrow::borrow).collect();
-    write_history(connection, &reports).await?;
-    write_messages(connection, &reports).await
-}
-
-async fn write_history(connection: &mut AnyConnection, reports: &[&MessageRow]) -> Result<(), sqlx::Error> {
-    let earliest = one_row_per_key(
-        reports.iter().copied(),
-        |report| (report.id.as_str(), report.digest.as_str()),
-        |candidate, kept| candidate.stream_sequence < kept.stream_sequence,
-    );
-    let backend = Backend::of(connection);
-    let rows: Vec<&MessageRow> = earliest.into_values().collect();
-    write_rows(
-        connection,
-        &rows,
-        |size| {
-            format!(
-                "INSERT INTO sms_status_events ({EVENT_COLUMNS}) VALUES {} \
-                 ON CONFLICT (message_id, digest) DO UPDATE SET received_at = excluded.received_at, \
-                 stream_sequence = excluded.stream_sequence \
-                 WHERE excluded.stream_sequence < sms_status_events.stream_sequence",
-                values_rows(backend, size, 8)
-            )
-        },
-        |query, report| {
-            query
-                .bind(report.id.as_str())
-                .bind(report.digest.as_str())
-                .bind(report.status.as_str())
-                .bind(report.status_class)
-                .bind(report.delivered_at)
-                .bind(report.received_at)
-                .bind(report.stream_sequence)
-                .bind(report.raw_json.as_str())
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-async fn write_messages(
-    connection: &mut AnyConnection,
-    reports: &[&MessageRow],
-) -> Result<Vec<MessageRow>, sqlx::Error> {
-    // Reduce the batch to one row per message: the winner, with the batch's first and last receive
-    // times (PostgreSQL refuses to touch a row twice in one statement).
-    let winners = batch_winners(reports, |report| report.id.as_str());
-    let (assignments, changed) = current_state_update(
-        "sms_messages",
-        &WINNER.beats_sql("sms_messages"),
-        WINNER_COLUMNS,
-        &["first_received_at"],
-        &["last_received_at"],
-    );
-    let backend = Backend::of(connection);
-    let rows: Vec<&BatchWinner<'_, MessageRow>> = winners.values().collect();
-    let returned = write_rows(
-        connection,
-        &rows,
-        |size| {
-            format!(
-                "INSERT INTO sms_messages ({MESSAGE_COLUMNS}) VALUES {} \
-                 ON CONFLICT (id) DO UPDATE SET {assignments} WHERE {changed} \
-                 RETURNING id, stream_sequence, first_received_at, last_received_at",
-                values_rows(backend, size, 23),
-            )
-        },
-        |query, &&BatchWinner { row, received: (first_received_at, last_received_at) }| {
-            query
-                .bind(row.id.as_str())
-                .bind(row.request_id.as_str())
-                .bind(row.recipient_index)
-                .bind(row.mobile.as_str())
-                .bind(row.status.as_str())
-                .bind(row.status_class)
-                .bind(row.status_rank)
-                .bind(row.status_time_key)
-                .bind(row.digest.as_str())
-                .bind(row.credits.as_deref())
-                .bind(row.units)
-                .bind(row.submitted_at)
-                .bind(row.sent_at)
-                .bind(row.delivered_at)
-                .bind(row.cid.as_deref())
-                .bind(row.custom.as_deref())
-                .bind(row.sender.as_deref())
-                .bind(row.listed_at)
-                .bind(row.received_at)
-                .bind(first_received_at)
-                .bind(last_received_at)
-                .bind(row.stream_sequence)
-                .bind(row.raw_json.as_str())
-        },
-    )
-    .await?;
-    let (changed, kept_their_report) = current_rows_returned(
-        winners,
-        &returned,
-        |row| row.try_get("id"),
-        |winner| winner.row.stream_sequence,
-        |winner, row| {
-            winner.received = received_bounds(row)?;
-            Ok(())
-        },
-    )?;
-    let mut changed: Vec<MessageRow> = changed.into_iter().map(BatchWinner::into_row).collect();
-    changed.extend(
-        rows_by_key(connection, MESSAGE_COLUMNS, "sms_messages", "id", &kept_their_report, message_from_sql)
-            .await?,
-    );
-    changed.sort_by(|left, right| left.id.cmp(&right.id));
-    Ok(changed)
+    STATUS_EVENTS
+        .write_history(
+            connection,
+            &reports,
+            |report| (report.id.as_str(), report.digest.as_str()),
+            |report| report.stream_sequence,
+            &["received_at", "stream_sequence"],
+        )
+        .await?;
+    MESSAGES
+        .write_current(
+            connection,
+            &reports,
+            |report| report.id.as_str(),
+            &WINNER.beats_sql(MESSAGES.name),
+            message_from_sql,
+        )
+        .await
 }
 
 switchboard_store::current_row!(MessageRow);
@@ -294,8 +217,7 @@ pub async fn get_message(
     database: &Database,
     id: &str,
 ) -> Result<Option<(MessageRow, Vec<EventRow>)>, sqlx::Error> {
-    let message_columns: Vec<String> =
-        MESSAGE_COLUMNS.split(", ").map(|column| format!("m.{}", column.trim())).collect();
+    let message_columns: Vec<String> = MESSAGES.names().map(|column| format!("m.{column}")).collect();
     let sql = format!(
         "SELECT {}, e.status AS event_status, e.status_class AS event_status_class, \
          e.delivered_at AS event_delivered_at, e.received_at AS event_received_at, \
@@ -365,7 +287,8 @@ pub async fn list_messages(
     }
     let limit = conditions.bind(limit);
     let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM sms_messages{} ORDER BY listed_at DESC, id DESC LIMIT {limit}",
+        "SELECT {} FROM sms_messages{} ORDER BY listed_at DESC, id DESC LIMIT {limit}",
+        MESSAGES.column_list(),
         conditions.where_clause()
     );
     let rows = conditions.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await?;

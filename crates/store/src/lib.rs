@@ -18,6 +18,7 @@ mod database;
 mod error;
 mod migrate;
 mod sql;
+mod table;
 mod winner;
 
 pub use database::{Backend, Database, PoolSettings, WriteTransaction};
@@ -30,4 +31,5 @@ pub use sql::{
     written_rows_returned,
 };
 pub use sqlx;
+pub use table::{Bind, BindValue, Column, Table, TableShape, column_name, schema_differences};
 pub use winner::{Precedence, WinnerRule};

@@ -221,10 +221,13 @@ pub trait CurrentRow {
     fn with_received(&self, received: (i64, i64)) -> Self;
     /// Whether this row replaces `current` as the state (the service's precedence rule).
     fn beats(&self, current: &Self) -> bool;
+    /// The stream sequence of the event this row holds.
+    fn stream_sequence(&self) -> i64;
 }
 
-/// Implements [`CurrentRow`] for a row type with `first_received_at` and `last_received_at` fields
-/// and a `precedence()` whose `beats` is the service's rule, as every service's current rows have.
+/// Implements [`CurrentRow`] for a row type with `first_received_at`, `last_received_at` and
+/// `stream_sequence` fields and a `precedence()` whose `beats` is the service's rule, as every
+/// service's current rows have.
 #[macro_export]
 macro_rules! current_row {
     ($row:ty) => {
@@ -239,6 +242,10 @@ macro_rules! current_row {
 
             fn beats(&self, current: &Self) -> bool {
                 self.precedence().beats(&current.precedence())
+            }
+
+            fn stream_sequence(&self) -> i64 {
+                self.stream_sequence
             }
         }
     };
@@ -424,6 +431,9 @@ mod tests {
         }
         fn beats(&self, current: &Report) -> bool {
             self.rank > current.rank
+        }
+        fn stream_sequence(&self) -> i64 {
+            self.rank
         }
     }
 

@@ -28,6 +28,7 @@ switchboard_service::describe_service! {
     product: Product::Voice,
     grpc_service: SERVICE_NAME,
     migrations: store::MIGRATIONS,
+    tables: store::TABLES,
     consumers: [("voice", "voice")],
     projection: consumer::VoiceProjection,
     start: start,

@@ -3,11 +3,7 @@
 use std::borrow::Borrow;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
-use switchboard_store::{
-    Backend, BatchWinner, Conditions, Database, MigrationFiles, batch_winners, current_rows_returned,
-    current_state_update, epoch_day_sql, one_row_per_key, received_bounds, rows_by_key, values_rows,
-    write_rows,
-};
+use switchboard_store::{Conditions, Database, MigrationFiles, Table, columns, epoch_day_sql};
 
 use crate::model::{Precedence, WINNER};
 
@@ -20,6 +16,10 @@ pub const MIGRATIONS: &[MigrationFiles] = &[
     },
     switchboard_service::optouts::MIGRATION,
 ];
+
+/// The tables the service writes.
+pub const TABLES: &[&dyn switchboard_store::TableShape] =
+    &[&CALLS, &CALL_EVENTS, &switchboard_service::optouts::OPT_OUTS];
 
 /// What the retention job may expire: record history by receive time, and the raw JSON of calls
 /// whose last record is old.
@@ -91,42 +91,56 @@ impl CallRow {
     }
 }
 
-/// Columns taken whole from the winning record.
-const WINNER_COLUMNS: &[&str] = &[
-    "bridge",
-    "from_number",
-    "to_number",
-    "source",
-    "flow_id",
-    "start_at",
-    "end_at",
-    "duration_seconds",
-    "status",
-    "answered",
-    "recording_url",
-    "status1",
-    "status2",
-    "billing",
-    "hangup_by",
-    "call_date",
-    "unixtime",
-    "end_time_key",
-    "digest",
-    "listed_at",
-    "received_at",
-    "stream_sequence",
-    "raw_json",
-];
+/// The current record of every call: the winning record (the service's precedence rule) and the
+/// first and last receive time of all its records.
+const CALLS: Table<CallRow> = Table {
+    name: "voice_calls",
+    key: &["mid"],
+    columns: columns!(CallRow {
+        mid,
+        bridge,
+        from_number,
+        to_number,
+        source,
+        flow_id,
+        start_at,
+        end_at,
+        duration_seconds,
+        status,
+        answered,
+        recording_url,
+        status1,
+        status2,
+        billing,
+        hangup_by,
+        call_date,
+        unixtime,
+        end_time_key,
+        digest,
+        listed_at,
+        received_at,
+        first_received_at,
+        last_received_at,
+        stream_sequence,
+        raw_json,
+    }),
+};
 
-const CALL_COLUMNS: &str = "mid, bridge, from_number, to_number, source, flow_id, start_at, end_at, \
-    duration_seconds, status, answered, recording_url, status1, status2, billing, hangup_by, call_date, \
-    unixtime, end_time_key, digest, listed_at, received_at, first_received_at, last_received_at, \
-    stream_sequence, raw_json";
-const CALL_COLUMN_COUNT: usize = 26;
-
-const EVENT_COLUMNS: &str =
-    "mid, digest, status, end_at, duration_seconds, received_at, stream_sequence, raw_json";
-const EVENT_COLUMN_COUNT: usize = 8;
+/// Every distinct record of a call, at its earliest delivery.
+const CALL_EVENTS: Table<CallRow> = Table {
+    name: "voice_call_events",
+    key: &["mid", "digest"],
+    columns: columns!(CallRow {
+        mid,
+        digest,
+        status,
+        end_at,
+        duration_seconds,
+        received_at,
+        stream_sequence,
+        raw_json
+    }),
+};
 
 /// Writes a batch of call records inside the caller's transaction and returns the call rows that
 /// changed. History first, then calls, each sorted by key: every writer takes row locks in the same
@@ -139,121 +153,24 @@ pub async fn write_calls(
         return Ok(Vec::new());
     }
     let records: Vec<&CallRow> = records.iter().map(Borrow::borrow).collect();
-    write_history(connection, &records).await?;
-    write_current(connection, &records).await
-}
-
-async fn write_history(connection: &mut AnyConnection, records: &[&CallRow]) -> Result<(), sqlx::Error> {
-    let earliest = one_row_per_key(
-        records.iter().copied(),
-        |record| (record.mid.as_str(), record.digest.as_str()),
-        |candidate, kept| candidate.stream_sequence < kept.stream_sequence,
-    );
-    let backend = Backend::of(connection);
-    let rows: Vec<_> = earliest.values().collect();
-    write_rows(
-        connection,
-        &rows,
-        |size| {
-            format!(
-                "INSERT INTO voice_call_events ({EVENT_COLUMNS}) VALUES {} \
-                 ON CONFLICT (mid, digest) DO UPDATE SET received_at = excluded.received_at, \
-                 stream_sequence = excluded.stream_sequence \
-                 WHERE excluded.stream_sequence < voice_call_events.stream_sequence",
-                values_rows(backend, size, EVENT_COLUMN_COUNT)
-            )
-        },
-        |query, record| {
-            query
-                .bind(record.mid.as_str())
-                .bind(record.digest.as_str())
-                .bind(record.status.as_deref())
-                .bind(record.end_at)
-                .bind(record.duration_seconds)
-                .bind(record.received_at)
-                .bind(record.stream_sequence)
-                .bind(record.raw_json.as_str())
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-async fn write_current(
-    connection: &mut AnyConnection,
-    records: &[&CallRow],
-) -> Result<Vec<CallRow>, sqlx::Error> {
-    // Reduce the batch to one row per call: the winner, with the batch's first and last receive
-    // times (PostgreSQL refuses to touch a row twice in one statement).
-    let winners = batch_winners(records, |record| record.mid.as_str());
-    let (assignments, changed) = current_state_update(
-        "voice_calls",
-        &WINNER.beats_sql("voice_calls"),
-        WINNER_COLUMNS,
-        &["first_received_at"],
-        &["last_received_at"],
-    );
-    let backend = Backend::of(connection);
-    let rows: Vec<_> = winners.values().collect();
-    let returned = write_rows(
-        connection,
-        &rows,
-        |size| {
-            format!(
-                "INSERT INTO voice_calls ({CALL_COLUMNS}) VALUES {} \
-                 ON CONFLICT (mid) DO UPDATE SET {assignments} WHERE {changed} \
-                 RETURNING mid, stream_sequence, first_received_at, last_received_at",
-                values_rows(backend, size, CALL_COLUMN_COUNT),
-            )
-        },
-        |query, &&BatchWinner { row, received: (first_received_at, last_received_at) }| {
-            query
-                .bind(row.mid.as_str())
-                .bind(row.bridge.as_deref())
-                .bind(row.from_number.as_deref())
-                .bind(row.to_number.as_deref())
-                .bind(row.source.as_deref())
-                .bind(row.flow_id.as_deref())
-                .bind(row.start_at)
-                .bind(row.end_at)
-                .bind(row.duration_seconds)
-                .bind(row.status.as_deref())
-                .bind(row.answered)
-                .bind(row.recording_url.as_deref())
-                .bind(row.status1.as_deref())
-                .bind(row.status2.as_deref())
-                .bind(row.billing.as_deref())
-                .bind(row.hangup_by.as_deref())
-                .bind(row.call_date.as_deref())
-                .bind(row.unixtime)
-                .bind(row.end_time_key)
-                .bind(row.digest.as_str())
-                .bind(row.listed_at)
-                .bind(row.received_at)
-                .bind(first_received_at)
-                .bind(last_received_at)
-                .bind(row.stream_sequence)
-                .bind(row.raw_json.as_str())
-        },
-    )
-    .await?;
-    let (changed, kept_their_record) = current_rows_returned(
-        winners,
-        &returned,
-        |row| row.try_get("mid"),
-        |winner| winner.row.stream_sequence,
-        |winner, row| {
-            winner.received = received_bounds(row)?;
-            Ok(())
-        },
-    )?;
-    let mut changed: Vec<CallRow> = changed.into_iter().map(BatchWinner::into_row).collect();
-    changed.extend(
-        rows_by_key(connection, CALL_COLUMNS, "voice_calls", "mid", &kept_their_record, call_from_sql)
-            .await?,
-    );
-    changed.sort_by(|left, right| left.mid.cmp(&right.mid));
-    Ok(changed)
+    CALL_EVENTS
+        .write_history(
+            connection,
+            &records,
+            |record| (record.mid.as_str(), record.digest.as_str()),
+            |record| record.stream_sequence,
+            &["received_at", "stream_sequence"],
+        )
+        .await?;
+    CALLS
+        .write_current(
+            connection,
+            &records,
+            |record| record.mid.as_str(),
+            &WINNER.beats_sql(CALLS.name),
+            call_from_sql,
+        )
+        .await
 }
 
 fn call_from_sql(row: &AnyRow) -> Result<CallRow, sqlx::Error> {
@@ -301,7 +218,7 @@ pub struct EventRow {
 
 /// The current record of a call.
 pub async fn get_call(database: &Database, mid: &str) -> Result<Option<CallRow>, sqlx::Error> {
-    let sql = format!("SELECT {CALL_COLUMNS} FROM voice_calls WHERE mid = $1");
+    let sql = format!("SELECT {} FROM voice_calls WHERE mid = $1", CALLS.column_list());
     let row = sqlx::query(&sql).bind(mid.to_owned()).fetch_optional(database.pool()).await?;
     row.as_ref().map(call_from_sql).transpose()
 }
@@ -309,10 +226,9 @@ pub async fn get_call(database: &Database, mid: &str) -> Result<Option<CallRow>,
 /// Every distinct record received for a call, in stream order. Not served over gRPC; kept for
 /// audits and for checking that no version was lost.
 pub async fn call_history(database: &Database, mid: &str) -> Result<Vec<EventRow>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM voice_call_events WHERE mid = $1 ORDER BY stream_sequence, digest"
-    );
-    let rows = sqlx::query(&sql).bind(mid.to_owned()).fetch_all(database.pool()).await?;
+    let sql = "SELECT digest, status, end_at, duration_seconds, received_at, stream_sequence, raw_json \
+               FROM voice_call_events WHERE mid = $1 ORDER BY stream_sequence, digest";
+    let rows = sqlx::query(sql).bind(mid.to_owned()).fetch_all(database.pool()).await?;
     rows.iter()
         .map(|row| {
             Ok(EventRow {
@@ -341,7 +257,8 @@ pub async fn list_calls(
     }
     let limit = conditions.bind(limit);
     let sql = format!(
-        "SELECT {CALL_COLUMNS} FROM voice_calls{} ORDER BY listed_at DESC, mid DESC LIMIT {limit}",
+        "SELECT {} FROM voice_calls{} ORDER BY listed_at DESC, mid DESC LIMIT {limit}",
+        CALLS.column_list(),
         conditions.where_clause()
     );
     let rows = conditions.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await?;

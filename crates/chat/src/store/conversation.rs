@@ -4,8 +4,8 @@
 use switchboard_store::sqlx::{self, Row};
 use switchboard_store::{Conditions, Database};
 
-use super::inbound::{INBOUND_COLUMNS, InboundRow, inbound_from_sql};
-use super::outbound::{OUTBOUND_COLUMNS, OutboundRow, outbound_from_sql};
+use super::inbound::{INBOUND, InboundRow, inbound_from_sql};
+use super::outbound::{OUTBOUND, OutboundRow, outbound_from_sql};
 use super::prefixed;
 
 /// One message of a conversation, at its place in time (`conversation_at`).
@@ -75,8 +75,8 @@ pub async fn conversation(
          LEFT JOIN chat_outbound o ON items.kind = '{OUTBOUND_KIND}' AND o.channel = items.channel AND o.id = items.id\
          {outer_filter} \
          ORDER BY items.conversation_at, items.kind, items.id LIMIT {limit}",
-        prefixed(INBOUND_COLUMNS, "i", "in_"),
-        prefixed(OUTBOUND_COLUMNS, "o", "out_"),
+        prefixed(&INBOUND.column_list(), "i", "in_"),
+        prefixed(&OUTBOUND.column_list(), "o", "out_"),
     );
     let rows = sides.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await?;
     rows.iter()

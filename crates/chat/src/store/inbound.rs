@@ -3,9 +3,7 @@
 use std::borrow::Borrow;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
-use switchboard_store::{
-    Backend, Conditions, Database, one_row_per_key, values_rows, write_rows, written_rows_returned,
-};
+use switchboard_store::{Conditions, Database, Table, columns};
 
 /// One inbound message as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,29 +33,31 @@ pub struct InboundRow {
     pub raw_json: String,
 }
 
-pub(crate) const INBOUND_COLUMNS: &str = "channel, id, sender, recipient, type, text, url, caption, filename, \
-    mime_type, profile_json, message_id, message_at, conversation_at, received_at, stream_sequence, \
-    payload_json, raw_json";
-const INBOUND_COLUMN_COUNT: usize = 18;
-/// Every column but the key, replaced together when an earlier delivery of the id turns up.
-const REPLACED_COLUMNS: &[&str] = &[
-    "sender",
-    "recipient",
-    "type",
-    "text",
-    "url",
-    "caption",
-    "filename",
-    "mime_type",
-    "profile_json",
-    "message_id",
-    "message_at",
-    "conversation_at",
-    "received_at",
-    "stream_sequence",
-    "payload_json",
-    "raw_json",
-];
+/// One row per inbound message (channel and id), at its earliest delivery.
+pub(crate) const INBOUND: Table<InboundRow> = Table {
+    name: "chat_inbound",
+    key: &["channel", "id"],
+    columns: columns!(InboundRow {
+        channel,
+        id,
+        sender,
+        recipient,
+        r#type: |query, row| query.bind(row.kind.as_str()),
+        text,
+        url,
+        caption,
+        filename,
+        mime_type,
+        profile_json,
+        message_id,
+        message_at,
+        conversation_at,
+        received_at,
+        stream_sequence,
+        payload_json,
+        raw_json,
+    }),
+};
 
 /// Stores inbound messages inside the caller's transaction; returns the rows that were inserted or
 /// replaced (for watchers). Of several deliveries of one id, the earliest stream sequence is kept,
@@ -66,61 +66,15 @@ pub async fn write_inbound(
     connection: &mut AnyConnection,
     rows: &[impl Borrow<InboundRow>],
 ) -> Result<Vec<InboundRow>, sqlx::Error> {
-    // One row per key per statement, sorted by key (a stable lock order across replicas).
-    let earliest = one_row_per_key(
-        rows.iter().map(Borrow::borrow),
-        |row: &InboundRow| (row.channel.as_str(), row.id.as_str()),
-        |candidate, kept| candidate.stream_sequence < kept.stream_sequence,
-    );
-    if earliest.is_empty() {
-        return Ok(Vec::new());
-    }
-    let assignments: Vec<String> =
-        REPLACED_COLUMNS.iter().map(|column| format!("{column} = excluded.{column}")).collect();
-    let backend = Backend::of(connection);
-    let rows: Vec<_> = earliest.values().collect();
-    let returned = write_rows(
-        connection,
-        &rows,
-        |size| {
-            format!(
-                "INSERT INTO chat_inbound ({INBOUND_COLUMNS}) VALUES {} \
-                 ON CONFLICT (channel, id) DO UPDATE SET {} \
-                 WHERE excluded.stream_sequence < chat_inbound.stream_sequence \
-                 RETURNING channel, id",
-                values_rows(backend, size, INBOUND_COLUMN_COUNT),
-                assignments.join(", ")
-            )
-        },
-        |query, row| {
-            query
-                .bind(row.channel.as_str())
-                .bind(row.id.as_str())
-                .bind(row.sender.as_str())
-                .bind(row.recipient.as_str())
-                .bind(row.kind.as_str())
-                .bind(row.text.as_deref())
-                .bind(row.url.as_deref())
-                .bind(row.caption.as_deref())
-                .bind(row.filename.as_deref())
-                .bind(row.mime_type.as_deref())
-                .bind(row.profile_json.as_deref())
-                .bind(row.message_id.as_deref())
-                .bind(row.message_at)
-                .bind(row.conversation_at)
-                .bind(row.received_at)
-                .bind(row.stream_sequence)
-                .bind(row.payload_json.as_str())
-                .bind(row.raw_json.as_str())
-        },
-    )
-    .await?;
-    written_rows_returned(
-        earliest.into_values(),
-        |row| (row.channel.clone(), row.id.clone()),
-        &returned,
-        |row| Ok((row.try_get("channel")?, row.try_get("id")?)),
-    )
+    let rows: Vec<&InboundRow> = rows.iter().map(Borrow::borrow).collect();
+    INBOUND
+        .write_earliest(
+            connection,
+            &rows,
+            |row| (row.channel.clone(), row.id.clone()),
+            |row| row.stream_sequence,
+        )
+        .await
 }
 
 /// Reads an inbound row whose columns carry `prefix` (empty for a plain `SELECT`).
@@ -153,7 +107,7 @@ pub async fn get_inbound(
     channel: &str,
     id: &str,
 ) -> Result<Option<InboundRow>, sqlx::Error> {
-    let sql = format!("SELECT {INBOUND_COLUMNS} FROM chat_inbound WHERE channel = $1 AND id = $2");
+    let sql = format!("SELECT {} FROM chat_inbound WHERE channel = $1 AND id = $2", INBOUND.column_list());
     let row = sqlx::query(&sql)
         .bind(channel.to_owned())
         .bind(id.to_owned())
@@ -177,8 +131,9 @@ pub async fn list_inbound(
     }
     let limit = conditions.bind(limit);
     let sql = format!(
-        "SELECT {INBOUND_COLUMNS} FROM chat_inbound{} \
+        "SELECT {} FROM chat_inbound{} \
          ORDER BY received_at DESC, channel DESC, id DESC LIMIT {limit}",
+        INBOUND.column_list(),
         conditions.where_clause()
     );
     let rows = conditions.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await?;

@@ -30,6 +30,14 @@ pub const MIGRATIONS: &[MigrationFiles] = &[
     switchboard_service::optouts::MIGRATION,
 ];
 
+/// The tables the service writes.
+pub const TABLES: &[&dyn switchboard_store::TableShape] = &[
+    &outbound::OUTBOUND,
+    &outbound::STATUS_EVENTS,
+    &inbound::INBOUND,
+    &switchboard_service::optouts::OPT_OUTS,
+];
+
 /// What the retention job may expire: status history by receive time, and the raw JSON of messages
 /// whose last event is old.
 pub const RETENTION: &[switchboard_service::retention::Target] = {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
-    Backend, BatchWinner, Conditions, Database, current_rows_returned, current_state_update, one_row_per_key,
+    Backend, BatchWinner, Conditions, Database, Table, columns, current_rows_returned, current_state_update,
     received_bounds, values_rows, write_rows,
 };
 
@@ -85,29 +85,57 @@ impl<'a> Reduced<'a> {
     }
 }
 
-/// Columns taken whole from the winning event.
-const WINNER_COLUMNS: &[&str] = &[
-    "sender",
-    "recipient",
-    "status",
-    "status_rank",
-    "status_time_key",
-    "digest",
-    "status_at",
-    "foreign_id",
-    "listed_at",
-    "received_at",
-    "stream_sequence",
-    "raw_json",
-];
+/// The current state of every outbound message: the winning event (the service's precedence rule),
+/// the earliest time of each milestone and of the conversation, and the first and last receive time
+/// of all its events.
+pub(crate) const OUTBOUND: Table<OutboundRow> = Table {
+    name: "chat_outbound",
+    key: &["channel", "id"],
+    columns: columns!(OutboundRow {
+        channel,
+        id,
+        sender,
+        recipient,
+        status,
+        status_rank,
+        status_time_key,
+        digest,
+        status_at,
+        foreign_id,
+        processed_at: |query, row| query.bind(row.milestones.processed_at),
+        sent_at: |query, row| query.bind(row.milestones.sent_at),
+        delivered_at: |query, row| query.bind(row.milestones.delivered_at),
+        read_at: |query, row| query.bind(row.milestones.read_at),
+        failed_at: |query, row| query.bind(row.milestones.failed_at),
+        deleted_at: |query, row| query.bind(row.milestones.deleted_at),
+        listed_at,
+        conversation_at,
+        received_at,
+        first_received_at,
+        last_received_at,
+        stream_sequence,
+        raw_json,
+    }),
+};
 
-pub(crate) const OUTBOUND_COLUMNS: &str = "channel, id, sender, recipient, status, status_rank, status_time_key, \
-    digest, status_at, foreign_id, processed_at, sent_at, delivered_at, read_at, failed_at, deleted_at, \
-    listed_at, conversation_at, received_at, first_received_at, last_received_at, stream_sequence, raw_json";
-const OUTBOUND_COLUMN_COUNT: usize = 23;
+/// Every distinct status event of a message, at its earliest delivery.
+pub(crate) const STATUS_EVENTS: Table<OutboundRow> = Table {
+    name: "chat_status_events",
+    key: &["channel", "message_id", "digest"],
+    columns: columns!(OutboundRow {
+        channel,
+        message_id: |query, event| query.bind(event.id.as_str()),
+        digest,
+        status,
+        status_at,
+        received_at,
+        stream_sequence,
+        raw_json,
+    }),
+};
 
-const EVENT_COLUMNS: &str =
-    "channel, message_id, digest, status, status_at, received_at, stream_sequence, raw_json";
+/// Columns the database merges rather than takes from the winning event.
+const MERGED_COLUMNS: &[&str] = &["conversation_at", "first_received_at", "last_received_at"];
 
 /// Writes a batch of status events inside the caller's transaction and returns the outbound rows
 /// that changed. History first, then messages, each sorted by key: every writer takes row locks in
@@ -120,52 +148,28 @@ pub async fn write_statuses(
         return Ok(Vec::new());
     }
     let events: Vec<&OutboundRow> = events.iter().map(Borrow::borrow).collect();
-    write_history(connection, &events).await?;
+    STATUS_EVENTS
+        .write_history(
+            connection,
+            &events,
+            |event| (event.channel.as_str(), event.id.as_str(), event.digest.as_str()),
+            |event| event.stream_sequence,
+            &["received_at", "stream_sequence"],
+        )
+        .await?;
     write_messages(connection, &events).await
-}
-
-async fn write_history(connection: &mut AnyConnection, events: &[&OutboundRow]) -> Result<(), sqlx::Error> {
-    let earliest = one_row_per_key(
-        events.iter().copied(),
-        |event| (event.channel.as_str(), event.id.as_str(), event.digest.as_str()),
-        |candidate, kept| candidate.stream_sequence < kept.stream_sequence,
-    );
-    let backend = Backend::of(connection);
-    let rows: Vec<_> = earliest.values().collect();
-    write_rows(
-        connection,
-        &rows,
-        |size| {
-            format!(
-                "INSERT INTO chat_status_events ({EVENT_COLUMNS}) VALUES {} \
-                 ON CONFLICT (channel, message_id, digest) DO UPDATE SET received_at = excluded.received_at, \
-                 stream_sequence = excluded.stream_sequence \
-                 WHERE excluded.stream_sequence < chat_status_events.stream_sequence",
-                values_rows(backend, size, 8)
-            )
-        },
-        |query, event| {
-            query
-                .bind(event.channel.as_str())
-                .bind(event.id.as_str())
-                .bind(event.digest.as_str())
-                .bind(event.status.as_str())
-                .bind(event.status_at)
-                .bind(event.received_at)
-                .bind(event.stream_sequence)
-                .bind(event.raw_json.as_str())
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 /// The `ON CONFLICT` assignments and the condition under which the stored row changes.
 fn upsert_clauses() -> (String, String) {
-    let table = "chat_outbound";
+    let table = OUTBOUND.name;
+    let winners: Vec<&str> = OUTBOUND
+        .non_key()
+        .filter(|column| !MILESTONE_COLUMNS.contains(column) && !MERGED_COLUMNS.contains(column))
+        .collect();
     let earliest: Vec<&str> =
         MILESTONE_COLUMNS.iter().copied().chain(["conversation_at", "first_received_at"]).collect();
-    current_state_update(table, &WINNER.beats_sql(table), WINNER_COLUMNS, &earliest, &["last_received_at"])
+    current_state_update(table, &WINNER.beats_sql(table), &winners, &earliest, &["last_received_at"])
 }
 
 async fn write_messages(
@@ -184,64 +188,43 @@ async fn write_messages(
         }
     }
     // Owned keys, once per message, for matching the rows the upsert returns.
-    let reduced: BTreeMap<(String, String), Reduced> =
-        reduced.into_iter().map(|((channel, id), row)| ((channel.to_owned(), id.to_owned()), row)).collect();
+    let proposed: BTreeMap<(String, String), OutboundRow> = reduced
+        .into_iter()
+        .map(|((channel, id), reduced)| ((channel.to_owned(), id.to_owned()), reduced.into_row()))
+        .collect();
     let (assignments, changed) = upsert_clauses();
     let backend = Backend::of(connection);
-    let milestone_columns = MILESTONE_COLUMNS.join(", ");
-    let rows: Vec<&Reduced> = reduced.values().collect();
+    let returning: Vec<&str> = ["channel", "id", "stream_sequence"]
+        .into_iter()
+        .chain(MILESTONE_COLUMNS.iter().copied())
+        .chain(MERGED_COLUMNS.iter().copied())
+        .collect();
+    let rows: Vec<&OutboundRow> = proposed.values().collect();
     let returned = write_rows(
         connection,
         &rows,
         |size| {
             format!(
-                "INSERT INTO chat_outbound ({OUTBOUND_COLUMNS}) VALUES {} \
-                 ON CONFLICT (channel, id) DO UPDATE SET {assignments} WHERE {changed} \
-                 RETURNING channel, id, stream_sequence, {milestone_columns}, conversation_at, first_received_at, last_received_at",
-                values_rows(backend, size, OUTBOUND_COLUMN_COUNT),
+                "{} ON CONFLICT (channel, id) DO UPDATE SET {assignments} WHERE {changed} RETURNING {}",
+                OUTBOUND.insert(backend, size),
+                returning.join(", ")
             )
         },
-        |query, reduced| {
-            let BatchWinner { row, received: (first_received_at, last_received_at) } = reduced.winner;
-            let query = query
-                .bind(row.channel.as_str())
-                .bind(row.id.as_str())
-                .bind(row.sender.as_str())
-                .bind(row.recipient.as_str())
-                .bind(row.status.as_str())
-                .bind(row.status_rank)
-                .bind(row.status_time_key)
-                .bind(row.digest.as_str())
-                .bind(row.status_at)
-                .bind(row.foreign_id.as_deref());
-            reduced
-                .milestones
-                .values()
-                .into_iter()
-                .fold(query, |query, milestone| query.bind(milestone))
-                .bind(row.listed_at)
-                .bind(reduced.conversation_at)
-                .bind(row.received_at)
-                .bind(first_received_at)
-                .bind(last_received_at)
-                .bind(row.stream_sequence)
-                .bind(row.raw_json.as_str())
-        },
+        |query, row| OUTBOUND.bind(query, row),
     )
     .await?;
-    let (changed, kept_their_status) = current_rows_returned(
-        reduced,
+    let (mut changed, kept_their_status) = current_rows_returned(
+        proposed,
         &returned,
         |row| Ok((row.try_get("channel")?, row.try_get("id")?)),
-        |reduced| reduced.winner.row.stream_sequence,
-        |reduced, row| {
-            reduced.milestones = milestones_from_sql(row, "")?;
-            reduced.conversation_at = row.try_get("conversation_at")?;
-            reduced.winner.received = received_bounds(row)?;
+        |row| row.stream_sequence,
+        |proposed, row| {
+            proposed.milestones = milestones_from_sql(row, "")?;
+            proposed.conversation_at = row.try_get("conversation_at")?;
+            (proposed.first_received_at, proposed.last_received_at) = received_bounds(row)?;
             Ok(())
         },
     )?;
-    let mut changed: Vec<OutboundRow> = changed.into_iter().map(Reduced::into_row).collect();
     changed.extend(read_outbound(connection, &kept_their_status).await?);
     changed.sort_by(|left, right| (&left.channel, &left.id).cmp(&(&right.channel, &right.id)));
     Ok(changed)
@@ -258,7 +241,8 @@ async fn read_outbound(
         keys,
         |size| {
             format!(
-                "SELECT {OUTBOUND_COLUMNS} FROM chat_outbound WHERE (channel, id) IN (VALUES {})",
+                "SELECT {} FROM chat_outbound WHERE (channel, id) IN (VALUES {})",
+                OUTBOUND.column_list(),
                 values_rows(backend, size, 2)
             )
         },
@@ -330,7 +314,7 @@ pub async fn get_outbound(
          ON e.channel = m.channel AND e.message_id = m.id \
          WHERE m.channel = $1 AND m.id = $2 \
          ORDER BY COALESCE(e.status_at, e.received_at), e.stream_sequence",
-        prefixed(OUTBOUND_COLUMNS, "m", "")
+        prefixed(&OUTBOUND.column_list(), "m", "")
     );
     let rows =
         sqlx::query(&sql).bind(channel.to_owned()).bind(id.to_owned()).fetch_all(database.pool()).await?;
@@ -369,8 +353,9 @@ pub async fn list_outbound(
     }
     let limit = conditions.bind(limit);
     let sql = format!(
-        "SELECT {OUTBOUND_COLUMNS} FROM chat_outbound{} \
+        "SELECT {} FROM chat_outbound{} \
          ORDER BY listed_at DESC, channel DESC, id DESC LIMIT {limit}",
+        OUTBOUND.column_list(),
         conditions.where_clause()
     );
     let rows = conditions.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await?;
