@@ -8,7 +8,7 @@ use std::time::Duration;
 use switchboard_events::EventKind;
 use switchboard_runtime::config::{ConsumerConfig, NatsConfig};
 use switchboard_runtime::consumer::{
-    ApplyError, BATCH_MAX_BYTES, ConsumerHealth, ConsumerLoop, Projection, StoredEvent,
+    ApplyError, BATCH_MAX_BYTES, ConsumerHealth, ConsumerLoop, Projection, Rejection, StoredEvent,
 };
 use switchboard_runtime::dead_letter::DeadLetters;
 use switchboard_runtime::nats::{ConsumerSpec, provision_streams};
@@ -29,7 +29,7 @@ const APPLY_TIME: Duration = Duration::from_millis(20);
 impl Projection for Recorder {
     type Item = u64;
 
-    fn decode(&self, delivery: &StoredEvent) -> Result<u64, String> {
+    fn decode(&self, delivery: &StoredEvent) -> Result<u64, Rejection> {
         if self.applying.load(Ordering::SeqCst) > 0 {
             self.decoded_while_applying.fetch_add(1, Ordering::SeqCst);
         }

@@ -158,7 +158,7 @@ fn decode<P: Projection>(projection: &P, batch: &[StoredEvent]) -> anyhow::Resul
     batch
         .iter()
         .map(|delivery| projection.decode(delivery))
-        .collect::<Result<Vec<_>, String>>()
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|reason| anyhow::anyhow!("event refused: {reason}"))
 }
 

@@ -7,11 +7,11 @@
 use switchboard_events::chat::{ChatStatus, InboundMessage};
 use switchboard_events::sms::Unsubscription;
 use switchboard_events::{
-    EventKind, ProviderTime, TimeZoneSetting, body_digest, decode_as, value::normalize_phone,
+    EventKind, Product, ProviderTime, TimeZoneSetting, body_digest, decode_as, value::normalize_phone,
 };
 use switchboard_proto::chat::{WatchResponse, watch_response::Change};
 use switchboard_runtime::changes::ChangeFeed;
-use switchboard_runtime::consumer::{ApplyError, Projection, StoredEvent};
+use switchboard_runtime::consumer::{ApplyError, Projection, Rejection, StoredEvent};
 use switchboard_service::optouts::{self, OptOutRow};
 use switchboard_store::{Database, write_error};
 
@@ -36,27 +36,24 @@ pub enum Item {
 impl Projection for ChatProjection {
     type Item = Item;
 
-    fn decode(&self, delivery: &StoredEvent) -> Result<Item, String> {
+    fn decode(&self, delivery: &StoredEvent) -> Result<Item, Rejection> {
         let Some(channel) = channel_of(delivery.kind) else {
-            return Err(format!("{} is not a chat event", delivery.kind));
+            return Err(Rejection::NotServed { kind: delivery.kind, service: Product::Chat });
         };
         match delivery.kind {
             EventKind::WhatsappMessageStatus | EventKind::RcsMessageStatus => {
-                let status: ChatStatus =
-                    decode_as(delivery.kind, &delivery.body).map_err(|error| error.to_string())?;
+                let status: ChatStatus = decode_as(delivery.kind, &delivery.body)?;
                 Ok(Item::Status(status_row(channel, &status, delivery, self.zone)))
             }
             EventKind::WhatsappMessageIn | EventKind::RcsMessageIn => {
-                let message: InboundMessage =
-                    decode_as(delivery.kind, &delivery.body).map_err(|error| error.to_string())?;
+                let message: InboundMessage = decode_as(delivery.kind, &delivery.body)?;
                 inbound_row(channel, &message, delivery, self.zone).map(Item::Inbound)
             }
             EventKind::WhatsappUnsubscription | EventKind::RcsUnsubscription => {
-                let optout: Unsubscription =
-                    decode_as(delivery.kind, &delivery.body).map_err(|error| error.to_string())?;
+                let optout: Unsubscription = decode_as(delivery.kind, &delivery.body)?;
                 Ok(Item::OptOut(OptOutRow::new(channel, &optout, delivery, self.zone)))
             }
-            other => Err(format!("{other} is not a chat event")),
+            other => Err(Rejection::NotServed { kind: other, service: Product::Chat }),
         }
     }
 
@@ -144,16 +141,17 @@ pub fn inbound_row(
     message: &InboundMessage,
     delivery: &StoredEvent,
     zone: TimeZoneSetting,
-) -> Result<InboundRow, String> {
+) -> Result<InboundRow, Rejection> {
     let content = &message.message;
-    let payload_json = serde_json::to_string(&content.payload).map_err(|error| error.to_string())?;
+    let payload_json = serde_json::to_string(&content.payload)
+        .map_err(|source| Rejection::Encode { part: "message.payload", source })?;
     let profile_json = message
         .recipient
         .user
         .as_ref()
         .map(serde_json::to_string)
         .transpose()
-        .map_err(|error| error.to_string())?;
+        .map_err(|source| Rejection::Encode { part: "recipient.user", source })?;
     let message_at = micros(&content.timestamp, zone);
     Ok(InboundRow {
         channel: channel.to_owned(),

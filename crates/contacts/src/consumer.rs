@@ -2,10 +2,10 @@
 //! announcing what changed.
 
 use switchboard_events::contacts::Contact;
-use switchboard_events::{EventKind, TimeZoneSetting, body_digest, decode_as};
+use switchboard_events::{EventKind, Product, TimeZoneSetting, body_digest, decode_as};
 use switchboard_proto::contacts::{WatchResponse, watch_response::Change};
 use switchboard_runtime::changes::ChangeFeed;
-use switchboard_runtime::consumer::{ApplyError, Projection, StoredEvent};
+use switchboard_runtime::consumer::{ApplyError, Projection, Rejection, StoredEvent};
 use switchboard_store::{Database, write_error};
 
 use crate::api::contact_to_proto;
@@ -21,14 +21,13 @@ pub struct ContactsProjection {
 impl Projection for ContactsProjection {
     type Item = ContactRow;
 
-    fn decode(&self, delivery: &StoredEvent) -> Result<ContactRow, String> {
+    fn decode(&self, delivery: &StoredEvent) -> Result<ContactRow, Rejection> {
         match delivery.kind {
             EventKind::ContactsSubscriberSubscription => {
-                let contact: Contact =
-                    decode_as(delivery.kind, &delivery.body).map_err(|error| error.to_string())?;
+                let contact: Contact = decode_as(delivery.kind, &delivery.body)?;
                 Ok(version_row(&contact, delivery, self.zone))
             }
-            other => Err(format!("{other} is not a contacts event")),
+            other => Err(Rejection::NotServed { kind: other, service: Product::Contacts }),
         }
     }
 

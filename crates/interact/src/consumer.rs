@@ -3,10 +3,10 @@
 
 use switchboard_events::chat::InboundMessage;
 use switchboard_events::value::normalize_phone;
-use switchboard_events::{EventKind, TimeZoneSetting, decode_as};
+use switchboard_events::{EventKind, Product, TimeZoneSetting, decode_as};
 use switchboard_proto::interact::{WatchResponse, watch_response::Change};
 use switchboard_runtime::changes::ChangeFeed;
-use switchboard_runtime::consumer::{ApplyError, Projection, StoredEvent};
+use switchboard_runtime::consumer::{ApplyError, Projection, Rejection, StoredEvent};
 use switchboard_store::{Database, write_error};
 
 use crate::api::message_to_proto;
@@ -26,14 +26,13 @@ pub struct InteractProjection {
 impl Projection for InteractProjection {
     type Item = MessageRow;
 
-    fn decode(&self, delivery: &StoredEvent) -> Result<MessageRow, String> {
+    fn decode(&self, delivery: &StoredEvent) -> Result<MessageRow, Rejection> {
         match delivery.kind {
             EventKind::VmnMessageIn => {
-                let message: InboundMessage =
-                    decode_as(delivery.kind, &delivery.body).map_err(|error| error.to_string())?;
+                let message: InboundMessage = decode_as(delivery.kind, &delivery.body)?;
                 Ok(message_row(&message, delivery, self.zone))
             }
-            other => Err(format!("{other} is not an interact event")),
+            other => Err(Rejection::NotServed { kind: other, service: Product::Interact }),
         }
     }
 

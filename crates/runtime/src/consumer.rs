@@ -26,7 +26,7 @@ use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
-use switchboard_events::{EventKind, Subjects, headers};
+use switchboard_events::{DecodeError, EventKind, Product, Subjects, headers};
 use thiserror::Error;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -59,11 +59,11 @@ impl StoredEvent {
         message: &jetstream::Message,
         stream_sequence: u64,
         delivered: i64,
-    ) -> Result<StoredEvent, String> {
+    ) -> Result<StoredEvent, Rejection> {
         let subject = message.subject.to_string();
         let kind = subjects
             .event_kind(&subject)
-            .ok_or_else(|| format!("{subject} is not the subject of a known event"))?;
+            .ok_or_else(|| Rejection::NotAnEvent(format!("{subject} is not the subject of a known event")))?;
         let received_at = message
             .headers
             .as_ref()
@@ -81,6 +81,24 @@ impl StoredEvent {
             headers: message.headers.clone(),
         })
     }
+}
+
+/// Why a stored message cannot be applied. It is permanent: the message is dead-lettered with this
+/// as its reason (the same message would be refused again).
+#[derive(Debug, Error)]
+pub enum Rejection {
+    /// The message is not a stored event: not a JetStream message, or on a subject no event has.
+    #[error("{0}")]
+    NotAnEvent(String),
+    /// An event of another service (its consumer's filter let it through).
+    #[error("{kind} is not an event of the {service} service")]
+    NotServed { kind: EventKind, service: Product },
+    /// The body is not the event its subject names (not JSON, the wrong shape, another event).
+    #[error(transparent)]
+    Body(#[from] DecodeError),
+    /// A part of the event could not be encoded again for storage.
+    #[error("cannot store {part} as JSON: {source}")]
+    Encode { part: &'static str, source: serde_json::Error },
 }
 
 /// An error kept with its type (a `sqlx::Error`, …) for whoever handles it.
@@ -112,8 +130,8 @@ pub trait Projection: Send + Sync + 'static {
     /// A decoded event, ready to apply.
     type Item: Send + Sync + 'static;
 
-    /// Decodes one delivery. An error is permanent: the message is dead-lettered with it as reason.
-    fn decode(&self, delivery: &StoredEvent) -> Result<Self::Item, String>;
+    /// Decodes one delivery. A rejection is permanent: the message is dead-lettered with it as reason.
+    fn decode(&self, delivery: &StoredEvent) -> Result<Self::Item, Rejection>;
 
     /// Applies items in one transaction. Must be idempotent and independent of order: the same events
     /// applied again, or in another order, leave the same state.
@@ -312,8 +330,8 @@ impl<P: Projection> ConsumerLoop<P> {
         for message in batch {
             let delivery = match self.delivery(&message) {
                 Ok(delivery) => delivery,
-                Err(reason) => {
-                    self.dead_letter(&message, None, &reason).await;
+                Err(rejection) => {
+                    self.dead_letter(&message, None, &rejection.to_string()).await;
                     continue;
                 }
             };
@@ -322,7 +340,7 @@ impl<P: Projection> ConsumerLoop<P> {
                     items.push(item);
                     accepted.push((message, delivery));
                 }
-                Err(reason) => self.dead_letter(&message, Some(&delivery), &reason).await,
+                Err(rejection) => self.dead_letter(&message, Some(&delivery), &rejection.to_string()).await,
             }
         }
         (!items.is_empty()).then_some(Decoded { started, accepted, items })
@@ -447,8 +465,10 @@ impl<P: Projection> ConsumerLoop<P> {
         self.settings.retry_initial.saturating_mul(2u32.saturating_pow(exponent)).min(self.settings.retry_max)
     }
 
-    fn delivery(&self, message: &jetstream::Message) -> Result<StoredEvent, String> {
-        let info = message.info().map_err(|error| format!("not a JetStream message: {error}"))?;
+    fn delivery(&self, message: &jetstream::Message) -> Result<StoredEvent, Rejection> {
+        let info = message
+            .info()
+            .map_err(|error| Rejection::NotAnEvent(format!("not a JetStream message: {error}")))?;
         StoredEvent::read(&self.subjects, message, info.stream_sequence, info.delivered)
     }
 
@@ -518,5 +538,26 @@ async fn sleep_or_shutdown(duration: Duration, shutdown: &CancellationToken) -> 
     tokio::select! {
         _ = shutdown.cancelled() => true,
         _ = tokio::time::sleep(duration) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rejection_says_why_in_the_words_a_dead_letter_keeps() {
+        let body =
+            switchboard_events::decode(EventKind::SmsMessageStatus, b"[1]").expect_err("not an object");
+        assert_eq!(
+            Rejection::from(body.clone()).to_string(),
+            body.to_string(),
+            "a body error is kept as it is"
+        );
+        let other = Rejection::NotServed { kind: EventKind::VoiceMessageOut, service: Product::Sms };
+        assert_eq!(other.to_string(), "voice:message:out is not an event of the sms service");
+        let encode = serde_json::from_str::<u8>("x").expect_err("not JSON");
+        let reason = Rejection::Encode { part: "recipient.user", source: encode }.to_string();
+        assert!(reason.starts_with("cannot store recipient.user as JSON: "), "{reason}");
     }
 }

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use switchboard_events::{Product, Subjects};
-use switchboard_runtime::consumer::{ApplyError, Projection, StoredEvent};
+use switchboard_runtime::consumer::{ApplyError, Projection, Rejection, StoredEvent};
 
 /// How many reasons for skipped events a tally keeps.
 const KEPT_REASONS: usize = 10;
@@ -136,9 +136,9 @@ impl StreamReplay<'_> {
                             items.push(item);
                             sequences.push(sequence);
                         }
-                        Err(reason) => {
+                        Err(rejection) => {
                             tally.undecodable += 1;
-                            tally.skip(sequence, reason);
+                            tally.skip(sequence, rejection.to_string());
                         }
                     }
                 }
@@ -156,7 +156,7 @@ impl StreamReplay<'_> {
         Ok(tally)
     }
 
-    fn delivery(&self, message: &jetstream::Message, sequence: u64) -> Result<StoredEvent, String> {
+    fn delivery(&self, message: &jetstream::Message, sequence: u64) -> Result<StoredEvent, Rejection> {
         StoredEvent::read(self.subjects, message, sequence, 1)
     }
 }

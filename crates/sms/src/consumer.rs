@@ -2,10 +2,12 @@
 //! announcing what changed.
 
 use switchboard_events::sms::{SmsStatus, Unsubscription};
-use switchboard_events::{EventKind, TimeZoneSetting, body_digest, decode_as, value::normalize_phone};
+use switchboard_events::{
+    EventKind, Product, TimeZoneSetting, body_digest, decode_as, value::normalize_phone,
+};
 use switchboard_proto::sms::{WatchResponse, watch_response::Change};
 use switchboard_runtime::changes::ChangeFeed;
-use switchboard_runtime::consumer::{ApplyError, Projection, StoredEvent};
+use switchboard_runtime::consumer::{ApplyError, Projection, Rejection, StoredEvent};
 use switchboard_service::optouts::{self, OptOutRow};
 use switchboard_store::{Database, write_error};
 
@@ -32,19 +34,17 @@ pub enum Item {
 impl Projection for SmsProjection {
     type Item = Item;
 
-    fn decode(&self, delivery: &StoredEvent) -> Result<Item, String> {
+    fn decode(&self, delivery: &StoredEvent) -> Result<Item, Rejection> {
         match delivery.kind {
             EventKind::SmsMessageStatus => {
-                let status: SmsStatus =
-                    decode_as(delivery.kind, &delivery.body).map_err(|error| error.to_string())?;
+                let status: SmsStatus = decode_as(delivery.kind, &delivery.body)?;
                 Ok(Item::Report(report_row(&status, delivery, self.zone)))
             }
             EventKind::SmsUnsubscription => {
-                let optout: Unsubscription =
-                    decode_as(delivery.kind, &delivery.body).map_err(|error| error.to_string())?;
+                let optout: Unsubscription = decode_as(delivery.kind, &delivery.body)?;
                 Ok(Item::OptOut(OptOutRow::new(CHANNEL, &optout, delivery, self.zone)))
             }
-            other => Err(format!("{other} is not an sms event")),
+            other => Err(Rejection::NotServed { kind: other, service: Product::Sms }),
         }
     }
 

@@ -4,11 +4,11 @@
 use switchboard_events::sms::Unsubscription;
 use switchboard_events::voice::VoiceCall;
 use switchboard_events::{
-    EventKind, ProviderTime, TimeZoneSetting, body_digest, decode_as, value::normalize_phone,
+    EventKind, Product, ProviderTime, TimeZoneSetting, body_digest, decode_as, value::normalize_phone,
 };
 use switchboard_proto::voice::{WatchResponse, watch_response::Change};
 use switchboard_runtime::changes::ChangeFeed;
-use switchboard_runtime::consumer::{ApplyError, Projection, StoredEvent};
+use switchboard_runtime::consumer::{ApplyError, Projection, Rejection, StoredEvent};
 use switchboard_service::optouts::{self, OptOutRow};
 use switchboard_store::{Database, write_error};
 
@@ -36,19 +36,17 @@ pub enum Item {
 impl Projection for VoiceProjection {
     type Item = Item;
 
-    fn decode(&self, delivery: &StoredEvent) -> Result<Item, String> {
+    fn decode(&self, delivery: &StoredEvent) -> Result<Item, Rejection> {
         match delivery.kind {
             EventKind::VoiceMessageOut => {
-                let call: VoiceCall =
-                    decode_as(delivery.kind, &delivery.body).map_err(|error| error.to_string())?;
+                let call: VoiceCall = decode_as(delivery.kind, &delivery.body)?;
                 Ok(Item::Call(Box::new(call_row(&call, delivery, self.zone))))
             }
             EventKind::VoiceUnsubscription => {
-                let optout: Unsubscription =
-                    decode_as(delivery.kind, &delivery.body).map_err(|error| error.to_string())?;
+                let optout: Unsubscription = decode_as(delivery.kind, &delivery.body)?;
                 Ok(Item::OptOut(OptOutRow::new(CHANNEL, &optout, delivery, self.zone)))
             }
-            other => Err(format!("{other} is not a voice event")),
+            other => Err(Rejection::NotServed { kind: other, service: Product::Voice }),
         }
     }
 
