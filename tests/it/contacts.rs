@@ -12,7 +12,7 @@ use switchboard_proto::contacts::{
     AttributeFilter, Contact, GetContactRequest, ListContactVersionsRequest, ListContactsRequest,
     WatchRequest, get_contact_request::Lookup, watch_response::Change,
 };
-use switchboard_runtime::grpc::timestamp;
+use switchboard_service::grpc::timestamp;
 use switchboard_tests::{TestSystem, fixture, wait_until};
 use tonic::Code;
 

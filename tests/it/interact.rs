@@ -12,7 +12,7 @@ use switchboard_proto::interact::{
     GetKeywordCountsRequest, GetMessageRequest, KeywordCount, ListMessagesRequest, Message, WatchRequest,
     watch_response::Change,
 };
-use switchboard_runtime::grpc::timestamp;
+use switchboard_service::grpc::timestamp;
 use switchboard_tests::workload::vmn;
 use switchboard_tests::{TestSystem, fixture, wait_until};
 use tonic::Code;

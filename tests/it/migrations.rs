@@ -37,10 +37,11 @@ async fn every_service_upgrades_a_database_of_the_first_release() {
     for product in Product::ALL {
         let (service, migrations) = (product.name(), switchboard::descriptor(product).migrations);
         let database = TestDatabase::create(TestBackend::from_env(), service).await.expect("database");
-        let old =
-            Database::open(&database.url(), settings(), &first_release(migrations)).await.expect(service);
+        let old = Database::open(database.url().expose(), settings(), &first_release(migrations))
+            .await
+            .expect(service);
         old.close().await;
-        let upgraded = Database::open(&database.url(), settings(), migrations)
+        let upgraded = Database::open(database.url().expose(), settings(), migrations)
             .await
             .unwrap_or_else(|error| panic!("{service} upgrade: {error}"));
         let mut expected: Vec<i64> = migrations.iter().map(|migration| migration.version).collect();
@@ -59,7 +60,7 @@ async fn every_stated_table_is_the_table_the_migrations_made() {
         let service = product.name();
         let database = TestDatabase::create(TestBackend::from_env(), service).await.expect("database");
         let migrated =
-            Database::open(&database.url(), settings(), descriptor.migrations).await.expect(service);
+            Database::open(database.url().expose(), settings(), descriptor.migrations).await.expect(service);
         assert!(!descriptor.tables.is_empty(), "{service} states no table");
         for table in descriptor.tables {
             let (missing, extra) = schema_differences(&migrated, *table).await.expect("schema");
@@ -75,8 +76,9 @@ async fn every_stated_table_is_the_table_the_migrations_made() {
 #[tokio::test]
 async fn sms_messages_stored_before_migration_2_are_found_by_request() {
     let database = TestDatabase::create(TestBackend::from_env(), "sms_upgrade").await.expect("database");
-    let old =
-        Database::open(&database.url(), settings(), &first_release(store::MIGRATIONS)).await.expect("open");
+    let old = Database::open(database.url().expose(), settings(), &first_release(store::MIGRATIONS))
+        .await
+        .expect("open");
     let rows: Vec<_> = ["order-7:1", "order-7:2", "order-70:1", "order-7:x"]
         .iter()
         .enumerate()
@@ -92,7 +94,8 @@ async fn sms_messages_stored_before_migration_2_are_found_by_request() {
     apply_in_batches(&old, &rows, &[rows.len()], store::write_reports).await;
     old.close().await;
 
-    let upgraded = Database::open(&database.url(), settings(), store::MIGRATIONS).await.expect("upgrade");
+    let upgraded =
+        Database::open(database.url().expose(), settings(), store::MIGRATIONS).await.expect("upgrade");
     let catalogue = match upgraded.backend() {
         Backend::Sqlite => "SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'sms_messages_by_request'",
         Backend::Postgres => {

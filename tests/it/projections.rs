@@ -56,10 +56,10 @@ async fn sms_state_is_a_function_of_the_set_of_reports() {
     // uses a message id of its own.
     let sorted_database = TestDatabase::create(backend, "sorted").await.expect("database");
     let shuffled_database = TestDatabase::create(backend, "shuffled").await.expect("database");
-    let sorted = Database::open(&sorted_database.url(), PoolSettings::default(), store::MIGRATIONS)
+    let sorted = Database::open(sorted_database.url().expose(), PoolSettings::default(), store::MIGRATIONS)
         .await
         .expect("open");
-    let mixed = Database::open(&shuffled_database.url(), PoolSettings::default(), store::MIGRATIONS)
+    let mixed = Database::open(shuffled_database.url().expose(), PoolSettings::default(), store::MIGRATIONS)
         .await
         .expect("open");
     let case_counter = std::sync::atomic::AtomicUsize::new(0);

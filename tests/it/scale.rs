@@ -64,7 +64,7 @@ async fn consumer_drained(jetstream: &async_nats::jetstream::Context) -> Option<
 }
 
 async fn dump(url: &switchboard_runtime::Secret) -> Vec<(MessageRow, Vec<EventRow>)> {
-    let database = Database::connect(url, PoolSettings::default()).await.expect("connect");
+    let database = Database::connect(url.expose(), PoolSettings::default()).await.expect("connect");
     let rows = store::list_messages(&database, Conditions::new(), None, 100_000).await.expect("list");
     let mut state = Vec::new();
     for row in rows {

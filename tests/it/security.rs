@@ -113,7 +113,7 @@ async fn secured_system(health_without_token: bool) -> TestSystem {
                 .collect();
             // Configured by hash, as a deployment that keeps no plain token would.
             let hashed =
-                switchboard_runtime::grpc_auth::token_digest(&Secret::new(WATCHER_TOKEN)).expect("digest");
+                switchboard_runtime::secret::token_digest(&Secret::new(WATCHER_TOKEN)).expect("digest");
             auth.clients.push(GrpcClientConfig {
                 name: "watcher".to_owned(),
                 tokens: vec![Secret::new(format!("sha256:{}", hex::encode(hashed)))],

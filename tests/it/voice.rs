@@ -11,7 +11,7 @@ use switchboard_proto::voice::{
     Call, GetCallRequest, GetCallStatsRequest, ListCallsRequest, WatchRequest, WatchResponse,
     watch_response::Change,
 };
-use switchboard_runtime::grpc::timestamp;
+use switchboard_service::grpc::timestamp;
 use switchboard_store::{Database, PoolSettings};
 use switchboard_tests::{TestSystem, fixture, wait_until};
 use switchboard_voice::store;
@@ -66,7 +66,7 @@ async fn wait_consumed(system: &TestSystem, sequence: u64) {
 /// The voice database the system writes, opened beside it (for what the API does not expose).
 async fn voice_database(system: &TestSystem) -> Database {
     let url = system.config.service(Product::Voice).database_url.clone().expect("the test set a database");
-    Database::connect(&url, PoolSettings::default()).await.expect("database opens")
+    Database::connect(url.expose(), PoolSettings::default()).await.expect("database opens")
 }
 
 fn record(mid: &str, from: &str, status: &str, start_at: &str, end_at: &str, duration: &str) -> String {

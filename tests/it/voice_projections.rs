@@ -68,10 +68,10 @@ async fn voice_state_is_a_function_of_the_set_of_records() {
     // calls of its own.
     let sorted_database = TestDatabase::create(backend, "vsorted").await.expect("database");
     let shuffled_database = TestDatabase::create(backend, "vshuffled").await.expect("database");
-    let sorted = Database::open(&sorted_database.url(), PoolSettings::default(), store::MIGRATIONS)
+    let sorted = Database::open(sorted_database.url().expose(), PoolSettings::default(), store::MIGRATIONS)
         .await
         .expect("open");
-    let mixed = Database::open(&shuffled_database.url(), PoolSettings::default(), store::MIGRATIONS)
+    let mixed = Database::open(shuffled_database.url().expose(), PoolSettings::default(), store::MIGRATIONS)
         .await
         .expect("open");
     let case = std::sync::atomic::AtomicU64::new(0);

@@ -13,7 +13,7 @@ use switchboard_tests::{TestBackend, TestDatabase};
 async fn writers_take_turns_on_sqlite_and_share_the_pool_on_postgres() {
     let backend = TestBackend::from_env();
     let database = TestDatabase::create(backend, "writer").await.expect("database");
-    let store = Database::connect(&database.url(), PoolSettings::default()).await.expect("connect");
+    let store = Database::connect(database.url().expose(), PoolSettings::default()).await.expect("connect");
     store.pool().execute("CREATE TABLE writes (n BIGINT NOT NULL)").await.expect("table");
 
     let mut first = store.begin_write().await.expect("first writer");

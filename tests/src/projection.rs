@@ -75,7 +75,9 @@ impl ServiceProjection {
         changes: ChangeFeed,
     ) -> anyhow::Result<ServiceProjection> {
         let zone = TimeZoneSetting::default();
-        let open = async |migrations: &'static [MigrationFiles]| Database::open(url, pool, migrations).await;
+        let open = async |migrations: &'static [MigrationFiles]| {
+            Database::open(url.expose(), pool, migrations).await
+        };
         Ok(match product {
             Product::Sms => {
                 let database = open(switchboard_sms::store::MIGRATIONS).await?;

@@ -124,7 +124,7 @@ async fn baseline(
     batch: usize,
 ) -> anyhow::Result<Duration> {
     let database = TestDatabase::create(backend, "baseline").await?;
-    let store = Database::connect(&database.url(), pool()).await?;
+    let store = Database::connect(database.url().expose(), pool()).await?;
     store
         .pool()
         .execute("CREATE TABLE events (subject TEXT NOT NULL, sequence BIGINT NOT NULL, received_at BIGINT NOT NULL, body TEXT NOT NULL)")

@@ -13,7 +13,8 @@ use switchboard_proto::chat::{WatchResponse, watch_response::Change};
 use switchboard_runtime::changes::ChangeFeed;
 use switchboard_runtime::consumer::{ApplyError, Projection, Rejection, StoredEvent};
 use switchboard_service::optouts::{self, OptOutRow};
-use switchboard_store::{Database, write_error};
+use switchboard_service::write_error;
+use switchboard_store::Database;
 
 use crate::api::convert::{inbound_to_proto, outbound_to_proto};
 use crate::model::{EventTimes, Milestones, channel_of, conversation_time, status_rank};

@@ -7,8 +7,8 @@ use switchboard_proto::contacts::{
     ListContactsResponse, WatchRequest, WatchResponse, get_contact_request, watch_response::Change,
 };
 use switchboard_runtime::changes::ChangeFeed;
-use switchboard_runtime::grpc::{self, WatchStream};
 use switchboard_runtime::tokio_util::sync::CancellationToken;
+use switchboard_service::grpc::{self, WatchStream};
 use switchboard_service::status::from_query_error;
 use switchboard_store::Database;
 use tonic::{Request, Response, Status};

@@ -6,7 +6,8 @@ use switchboard_events::{EventKind, Product, TimeZoneSetting, body_digest, decod
 use switchboard_proto::contacts::{WatchResponse, watch_response::Change};
 use switchboard_runtime::changes::ChangeFeed;
 use switchboard_runtime::consumer::{ApplyError, Projection, Rejection, StoredEvent};
-use switchboard_store::{Database, write_error};
+use switchboard_service::write_error;
+use switchboard_store::Database;
 
 use crate::api::contact_to_proto;
 use crate::store::{self, ContactRow};

@@ -7,7 +7,8 @@ use switchboard_events::{EventKind, Product, TimeZoneSetting, decode_as};
 use switchboard_proto::interact::{WatchResponse, watch_response::Change};
 use switchboard_runtime::changes::ChangeFeed;
 use switchboard_runtime::consumer::{ApplyError, Projection, Rejection, StoredEvent};
-use switchboard_store::{Database, write_error};
+use switchboard_service::write_error;
+use switchboard_store::Database;
 
 use crate::api::message_to_proto;
 use crate::model::keywords;

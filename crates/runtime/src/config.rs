@@ -792,7 +792,7 @@ impl Config {
                 .chain(source.basic.iter().map(|basic| &basic.password))
             {
                 if secret.expose().starts_with("sha256:")
-                    && let Err(problem) = crate::grpc_auth::token_digest(secret)
+                    && let Err(problem) = crate::secret::token_digest(secret)
                 {
                     problems.push(format!("{key}: {problem}"));
                 }

@@ -1,6 +1,7 @@
-//! What every Switchboard component shares: configuration, telemetry, NATS connection and JetStream
-//! provisioning, the consumer loop, dead letters, the change feed behind `Watch`, gRPC and admin
-//! servers, and shutdown.
+//! The platform every Switchboard component runs on: configuration, telemetry, NATS connection and
+//! JetStream provisioning, the consumer loop, dead letters, the change feed behind `Watch`, the admin
+//! server, and shutdown. The gRPC server and the query APIs' conventions are the services' own
+//! (`switchboard_service::grpc`), so the gateway links no gRPC.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -8,9 +9,6 @@ pub mod changes;
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;
-pub mod grpc;
-pub mod grpc_auth;
-pub mod grpc_tls;
 pub mod nats;
 pub mod platform;
 pub mod retry;

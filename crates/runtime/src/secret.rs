@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
+use sha2::{Digest, Sha256};
 
 /// A configured secret value. `Debug` prints `Secret(<redacted>)`; there is no `Display`.
 #[derive(Clone)]
@@ -74,6 +75,21 @@ impl<'de> Deserialize<'de> for Secret {
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&format!("<redacted:{}>", self.origin))
+    }
+}
+
+/// The SHA-256 digest a configured token is compared by: `sha256:<hex>` as given, anything else hashed.
+pub fn token_digest(token: &Secret) -> Result<[u8; 32], String> {
+    let value = token.expose();
+    match value.strip_prefix("sha256:") {
+        Some(hex_digest) => {
+            let bytes = hex::decode(hex_digest.trim())
+                .map_err(|_| format!("a sha256: token is not hex ({})", token.origin()))?;
+            <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| format!("a sha256: token is not 32 bytes ({})", token.origin()))
+        }
+        None if value.is_empty() => Err(format!("empty token ({})", token.origin())),
+        None => Ok(Sha256::digest(value.as_bytes()).into()),
     }
 }
 

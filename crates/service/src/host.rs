@@ -43,7 +43,7 @@ impl ServiceHost {
         };
         let mut pauses = switchboard_runtime::retry::waiting();
         let database = loop {
-            match Database::open(&url, settings, migrations).await {
+            match Database::open(url.expose(), settings, migrations).await {
                 Ok(database) => break database,
                 Err(error) => {
                     let delay = pauses.next().unwrap_or(Duration::from_secs(5));

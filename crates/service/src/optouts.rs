@@ -7,6 +7,7 @@
 
 use std::borrow::Borrow;
 
+use crate::grpc;
 use switchboard_events::TimeZoneSetting;
 use switchboard_events::sms::Unsubscription;
 use switchboard_events::value::normalize_phone;
@@ -14,7 +15,6 @@ use switchboard_proto::common::{
     CheckOptOutRequest, CheckOptOutResponse, ListOptOutsRequest, ListOptOutsResponse, OptOut,
 };
 use switchboard_runtime::consumer::StoredEvent;
-use switchboard_runtime::grpc;
 use switchboard_store::sqlx::{self, AnyConnection, Row};
 use switchboard_store::{Conditions, Database, MigrationFiles, Table, columns};
 use tonic::Status;

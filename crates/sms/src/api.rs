@@ -15,8 +15,8 @@ use switchboard_proto::sms::{
     WatchResponse, watch_response::Change,
 };
 use switchboard_runtime::changes::ChangeFeed;
-use switchboard_runtime::grpc::{self, WatchStream};
 use switchboard_runtime::tokio_util::sync::CancellationToken;
+use switchboard_service::grpc::{self, WatchStream};
 use switchboard_service::optouts;
 use switchboard_service::status::from_query_error;
 use switchboard_store::{Conditions, Database};

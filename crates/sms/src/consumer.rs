@@ -9,7 +9,8 @@ use switchboard_proto::sms::{WatchResponse, watch_response::Change};
 use switchboard_runtime::changes::ChangeFeed;
 use switchboard_runtime::consumer::{ApplyError, Projection, Rejection, StoredEvent};
 use switchboard_service::optouts::{self, OptOutRow};
-use switchboard_store::{Database, write_error};
+use switchboard_service::write_error;
+use switchboard_store::Database;
 
 use crate::api::message_to_proto;
 use crate::model::{classify, rank};

@@ -9,8 +9,7 @@ use std::ops::{Deref, DerefMut};
 use sqlx::any::AnyPoolOptions;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor, TransactionManager};
-use switchboard_runtime::Secret;
-use switchboard_runtime::tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::StoreError;
 use crate::migrate::{MigrationFiles, run_migrations};
@@ -97,7 +96,7 @@ impl Database {
     /// Opens the database and applies `migrations`. SQLite files (and their directory) are created when
     /// missing; a PostgreSQL database must exist.
     pub async fn open(
-        url: &Secret,
+        url: &str,
         settings: PoolSettings,
         migrations: &[MigrationFiles],
     ) -> Result<Database, StoreError> {
@@ -106,17 +105,18 @@ impl Database {
         Ok(database)
     }
 
-    /// Opens the database without migrating it.
-    pub async fn connect(url: &Secret, settings: PoolSettings) -> Result<Database, StoreError> {
+    /// Opens the database without migrating it. The URL may hold a password: it is never logged
+    /// nor part of an error.
+    pub async fn connect(url: &str, settings: PoolSettings) -> Result<Database, StoreError> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
-        let backend = Backend::of_url(url.expose()).ok_or(StoreError::UnsupportedUrl)?;
+        let backend = Backend::of_url(url).ok_or(StoreError::UnsupportedUrl)?;
         if backend == Backend::Sqlite {
-            create_sqlite_directory(url.expose())?;
+            create_sqlite_directory(url)?;
         }
         let connect = async |max_connections: u32| {
             pool_options(backend, max_connections, settings.acquire_timeout)
-                .connect(url.expose())
+                .connect(url)
                 .await
                 .map_err(|source| StoreError::Connect { backend, source })
         };

@@ -1,6 +1,5 @@
 //! Storage errors, and which of them are worth retrying.
 
-use switchboard_runtime::consumer::ApplyError;
 use thiserror::Error;
 
 use crate::Backend;
@@ -27,26 +26,10 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
 }
 
-/// Sorts a failed write into "something about these rows" (a constraint the rows break, a value
-/// the database cannot take), which the consumer isolates and eventually dead-letters, and
-/// everything else: "retry until it works".
-///
-/// The sort fails closed: only errors known to be caused by the data are permanent. An error that
-/// says nothing about the rows (the server is unreachable, overloaded, read-only or shutting down;
-/// the disk is full; an I/O error; a permission or schema problem an operator must fix; anything
-/// not recognised) stops the consumer and retries its batch for as long as it lasts, with
-/// readiness false: it is never dead-lettered, and never acknowledged.
-pub fn write_error(error: sqlx::Error) -> ApplyError {
-    if is_caused_by_the_rows(&error) {
-        ApplyError::Failed(Box::new(error))
-    } else {
-        ApplyError::Unavailable(Box::new(error))
-    }
-}
-
 /// Whether a failed query is worth retrying by its caller (the database is unreachable,
 /// overloaded, locked, read-only, out of space, or failing to read or write its files). Queries
-/// answer UNAVAILABLE for these and INTERNAL for the rest; writes go through [`write_error`].
+/// answer UNAVAILABLE for these and INTERNAL for the rest; writes are sorted by
+/// [`is_caused_by_the_rows`].
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
@@ -83,7 +66,16 @@ fn is_unavailable_code(code: &str) -> bool {
     }
 }
 
-fn is_caused_by_the_rows(error: &sqlx::Error) -> bool {
+/// Whether a failed write is caused by its rows (a constraint they break, a value the database
+/// cannot take): a consumer isolates such rows and eventually dead-letters them. Everything else
+/// means "retry until it works".
+///
+/// The sort fails closed: only errors known to be caused by the data are. An error that says
+/// nothing about the rows (the server is unreachable, overloaded, read-only or shutting down; the
+/// disk is full; an I/O error; a permission or schema problem an operator must fix; anything not
+/// recognised) stops the consumer and retries its batch for as long as it lasts, with readiness
+/// false: it is never dead-lettered, and never acknowledged.
+pub fn is_caused_by_the_rows(error: &sqlx::Error) -> bool {
     match error {
         // A value that cannot be encoded or read back.
         sqlx::Error::Encode(_) | sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => true,
@@ -134,21 +126,15 @@ mod tests {
         ] {
             assert!(!is_data_error_code(code), "{code}");
         }
-        assert!(matches!(write_error(sqlx::Error::PoolTimedOut), ApplyError::Unavailable(_)));
+        assert!(!is_caused_by_the_rows(&sqlx::Error::PoolTimedOut));
         for code in ["08006", "57P01", "40P01", "53100", "25006", "5", "517", "8", "13", "778"] {
             assert!(is_unavailable_code(code), "{code}");
         }
         for code in ["23505", "42P01", "19", "2067", "11", ""] {
             assert!(!is_unavailable_code(code), "{code}");
         }
-        assert!(matches!(write_error(sqlx::Error::RowNotFound), ApplyError::Unavailable(_)));
-        assert!(matches!(write_error(sqlx::Error::Protocol("?".into())), ApplyError::Unavailable(_)));
-        assert!(matches!(write_error(sqlx::Error::Decode("bad".into())), ApplyError::Failed(_)));
-        // The decision keeps the error itself, typed, for whoever acts on it.
-        let kept = write_error(sqlx::Error::PoolTimedOut);
-        assert!(
-            matches!(kept.cause().downcast_ref::<sqlx::Error>(), Some(sqlx::Error::PoolTimedOut)),
-            "{kept:?}"
-        );
+        assert!(!is_caused_by_the_rows(&sqlx::Error::RowNotFound));
+        assert!(!is_caused_by_the_rows(&sqlx::Error::Protocol("?".into())));
+        assert!(is_caused_by_the_rows(&sqlx::Error::Decode("bad".into())));
     }
 }

@@ -22,7 +22,7 @@ mod table;
 mod winner;
 
 pub use database::{Backend, Database, PoolSettings, WriteTransaction};
-pub use error::{StoreError, is_unavailable, write_error};
+pub use error::{StoreError, is_caused_by_the_rows, is_unavailable};
 pub use migrate::MigrationFiles;
 pub use sql::{
     BatchWinner, BoundQuery, Conditions, CurrentRow, MICROS_PER_DAY, Placeholders, STATEMENT_ROWS, Value,

@@ -390,8 +390,7 @@ mod tests {
     async fn rows_round_trip_and_the_earliest_delivery_is_kept() -> Result<(), Box<dyn std::error::Error>> {
         let directory = tempfile::tempdir()?;
         let url = format!("sqlite://{}", directory.path().join("t.db").display()) + "?mode=rwc";
-        let database =
-            Database::connect(&switchboard_runtime::Secret::new(url), crate::PoolSettings::default()).await?;
+        let database = Database::connect(&url, crate::PoolSettings::default()).await?;
         sqlx::query(
             "CREATE TABLE notes (id TEXT PRIMARY KEY, note TEXT, doubled BIGINT, stream_sequence BIGINT)",
         )

@@ -14,7 +14,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use switchboard_events::Product;
 use switchboard_runtime::tokio_util::sync::CancellationToken;
-use switchboard_runtime::{Config, Platform, Readiness, admin, grpc};
+use switchboard_runtime::{Config, Platform, Readiness, admin};
+use switchboard_service::grpc;
 use switchboard_service::{ServiceDescriptor, ServiceHost};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -240,9 +241,10 @@ pub async fn migrate(config: &Config, products: &[Product]) -> anyhow::Result<()
         let url = service.database_url(*product, &config.storage.data_dir);
         let settings =
             switchboard_store::PoolSettings { max_connections: 1, acquire_timeout: service.acquire_timeout };
-        let database = switchboard_store::Database::open(&url, settings, descriptor(*product).migrations)
-            .await
-            .with_context(|| format!("migrating the {product} database"))?;
+        let database =
+            switchboard_store::Database::open(url.expose(), settings, descriptor(*product).migrations)
+                .await
+                .with_context(|| format!("migrating the {product} database"))?;
         tracing::info!(service = %product, backend = database.backend().name(), "migrations applied");
         database.close().await;
     }

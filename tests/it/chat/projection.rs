@@ -82,10 +82,10 @@ async fn chat_status_state_is_a_function_of_the_set_of_events() {
     let backend = TestBackend::from_env();
     let sorted_database = TestDatabase::create(backend, "chat_sorted").await.expect("database");
     let shuffled_database = TestDatabase::create(backend, "chat_shuffled").await.expect("database");
-    let sorted = Database::open(&sorted_database.url(), PoolSettings::default(), store::MIGRATIONS)
+    let sorted = Database::open(sorted_database.url().expose(), PoolSettings::default(), store::MIGRATIONS)
         .await
         .expect("open");
-    let mixed = Database::open(&shuffled_database.url(), PoolSettings::default(), store::MIGRATIONS)
+    let mixed = Database::open(shuffled_database.url().expose(), PoolSettings::default(), store::MIGRATIONS)
         .await
         .expect("open");
     let mut runner = TestRunner::new(ProptestConfig { cases: 48, ..ProptestConfig::default() });

@@ -6,7 +6,7 @@ use switchboard_proto::chat::{
     ListOutboundMessagesRequest, conversation_item::Item,
 };
 use switchboard_proto::common::{CheckOptOutRequest, ListOptOutsRequest, TimeRange};
-use switchboard_runtime::grpc::timestamp;
+use switchboard_service::grpc::timestamp;
 use switchboard_tests::{TestSystem, fixture, wait_until};
 use tonic::Code;
 

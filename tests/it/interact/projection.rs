@@ -64,10 +64,10 @@ async fn interact_state_is_a_function_of_the_set_of_deliveries() {
     // on PostgreSQL).
     let sorted_database = TestDatabase::create(backend, "vmn_sorted").await.expect("database");
     let shuffled_database = TestDatabase::create(backend, "vmn_shuffled").await.expect("database");
-    let sorted = Database::open(&sorted_database.url(), PoolSettings::default(), store::MIGRATIONS)
+    let sorted = Database::open(sorted_database.url().expose(), PoolSettings::default(), store::MIGRATIONS)
         .await
         .expect("open");
-    let mixed = Database::open(&shuffled_database.url(), PoolSettings::default(), store::MIGRATIONS)
+    let mixed = Database::open(shuffled_database.url().expose(), PoolSettings::default(), store::MIGRATIONS)
         .await
         .expect("open");
     let (sorted_handle, mixed_handle) = (sorted.clone(), mixed.clone());

@@ -3,7 +3,7 @@
 use switchboard_events::chat::UserProfile;
 use switchboard_proto::chat::{InboundMessage, OutboundMessage, StatusEvent};
 use switchboard_proto::common;
-use switchboard_runtime::grpc;
+use switchboard_service::grpc;
 
 use crate::store::{InboundRow, OutboundRow, StatusEventRow};
 

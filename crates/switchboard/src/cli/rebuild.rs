@@ -24,7 +24,6 @@ use switchboard_events::Product;
 use switchboard_runtime::changes::ChangeFeed;
 use switchboard_runtime::config::Config;
 use switchboard_runtime::nats;
-use switchboard_runtime::secret::Secret;
 use switchboard_runtime::tokio_util::sync::CancellationToken;
 use switchboard_service::descriptor::{ProjectionParts, ServiceDescriptor};
 use switchboard_service::replay::{ReplayProgress, StreamReplay};
@@ -166,10 +165,9 @@ async fn rebuild(
             .await
             .map_err(|error| anyhow::anyhow!("change feed: {error}"))?;
     let settings = PoolSettings { max_connections: 2, acquire_timeout: service.acquire_timeout };
-    let database =
-        Database::open(&Secret::new(target.clone()), settings, crate::descriptor(product).migrations)
-            .await
-            .context("creating the database to rebuild into")?;
+    let database = Database::open(&target, settings, crate::descriptor(product).migrations)
+        .await
+        .context("creating the database to rebuild into")?;
     let descriptor = crate::descriptor(product);
     let bar = Bar::new(output, product);
     let replay = StreamReplay {

@@ -19,9 +19,13 @@ use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
-use crate::config::GrpcConfig;
-use crate::grpc_auth::{GrpcAuthLayer, GrpcAuthenticator};
-use crate::grpc_tls::ReloadingTls;
+use switchboard_runtime::config::GrpcConfig;
+
+use self::auth::{GrpcAuthLayer, GrpcAuthenticator};
+use self::tls::ReloadingTls;
+
+pub mod auth;
+pub mod tls;
 
 /// A stream of watch responses, as every `Watch` call returns.
 pub type WatchStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;

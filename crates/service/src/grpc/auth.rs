@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::Status;
 
-use crate::config::{GrpcAuthConfig, GrpcClientConfig};
-use crate::secret::Secret;
+use switchboard_runtime::config::{GrpcAuthConfig, GrpcClientConfig};
+use switchboard_runtime::secret::token_digest;
 
 /// The gRPC service of health checks.
 pub const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
@@ -58,21 +58,6 @@ impl std::fmt::Debug for GrpcAuthenticator {
             .field("health_without_token", &self.health_without_token)
             .field("reflection_without_token", &self.reflection_without_token)
             .finish_non_exhaustive()
-    }
-}
-
-/// The SHA-256 digest a configured token is compared by: `sha256:<hex>` as given, anything else hashed.
-pub fn token_digest(token: &Secret) -> Result<[u8; 32], String> {
-    let value = token.expose();
-    match value.strip_prefix("sha256:") {
-        Some(hex_digest) => {
-            let bytes = hex::decode(hex_digest.trim())
-                .map_err(|_| format!("a sha256: token is not hex ({})", token.origin()))?;
-            <[u8; 32]>::try_from(bytes.as_slice())
-                .map_err(|_| format!("a sha256: token is not 32 bytes ({})", token.origin()))
-        }
-        None if value.is_empty() => Err(format!("empty token ({})", token.origin())),
-        None => Ok(Sha256::digest(value.as_bytes()).into()),
     }
 }
 
@@ -249,6 +234,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use switchboard_runtime::Secret;
+
     use super::*;
 
     fn client(name: &str, token: &str, services: &[&str], watch: bool) -> GrpcClientConfig {
