@@ -28,11 +28,11 @@ async fn old_history_and_raw_json_expire_and_current_state_stays() {
     let system = TestSystem::builder()
         .components(&[Component::Service(Product::Sms)])
         .configure(|config| {
-            config.sms.retention.history = Some(Duration::from_secs(30 * 24 * 3600));
-            config.sms.retention.raw_json = Some(Duration::from_secs(7 * 24 * 3600));
-            config.sms.retention.interval = Duration::from_millis(200);
+            config.service_mut(Product::Sms).retention.history = Some(Duration::from_secs(30 * 24 * 3600));
+            config.service_mut(Product::Sms).retention.raw_json = Some(Duration::from_secs(7 * 24 * 3600));
+            config.service_mut(Product::Sms).retention.interval = Duration::from_millis(200);
             // Small chunks: the job must loop until done.
-            config.sms.retention.chunk_size = 2;
+            config.service_mut(Product::Sms).retention.chunk_size = 2;
         })
         .start()
         .await

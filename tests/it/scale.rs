@@ -88,7 +88,7 @@ async fn run_replicas(replicas: usize, bodies: &[String]) -> Vec<(MessageRow, Ve
             .nats(nats.url())
             .database(Product::Sms, database.url())
             // Small batches make the replicas interleave more.
-            .configure(|config| config.sms.consumer.batch_size = 7)
+            .configure(|config| config.service_mut(Product::Sms).consumer.batch_size = 7)
             .start()
             .await
             .expect("replica starts");
@@ -141,8 +141,8 @@ async fn a_database_restart_mid_run_loses_nothing_and_dead_letters_nothing() {
         .components(&[Component::Gateway, Component::Service(Product::Sms)])
         .database(Product::Sms, url)
         .configure(|config| {
-            config.sms.acquire_timeout = Duration::from_millis(500);
-            config.sms.consumer.retry_max = Duration::from_millis(500);
+            config.service_mut(Product::Sms).acquire_timeout = Duration::from_millis(500);
+            config.service_mut(Product::Sms).consumer.retry_max = Duration::from_millis(500);
         })
         .start()
         .await

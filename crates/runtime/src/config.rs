@@ -23,8 +23,8 @@ pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
 /// The prefix of environment overrides; `__` separates nested keys.
 pub const ENV_PREFIX: &str = "SWITCHBOARD_";
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// The whole configuration, read section by section ([`Config::load_sections`]).
+#[derive(Debug, Clone, Default)]
 pub struct Config {
     pub nats: NatsConfig,
     pub log: LogConfig,
@@ -33,11 +33,9 @@ pub struct Config {
     pub storage: StorageConfig,
     pub shutdown: ShutdownConfig,
     pub gateway: GatewayConfig,
-    pub sms: ServiceConfig,
-    pub chat: ServiceConfig,
-    pub voice: ServiceConfig,
-    pub interact: ServiceConfig,
-    pub contacts: ServiceConfig,
+    /// One section per product service, named after it (`[sms]`, `[chat]`, …), in
+    /// [`Product::ALL`] order: read through [`Config::service`].
+    services: [ServiceConfig; Product::ALL.len()],
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -495,23 +493,15 @@ impl Default for ConsumerConfig {
 impl Config {
     /// The section of one product service.
     pub fn service(&self, product: Product) -> &ServiceConfig {
-        match product {
-            Product::Sms => &self.sms,
-            Product::Chat => &self.chat,
-            Product::Voice => &self.voice,
-            Product::Interact => &self.interact,
-            Product::Contacts => &self.contacts,
-        }
+        &self.services[Config::section_index(product)]
     }
 
     pub fn service_mut(&mut self, product: Product) -> &mut ServiceConfig {
-        match product {
-            Product::Sms => &mut self.sms,
-            Product::Chat => &mut self.chat,
-            Product::Voice => &mut self.voice,
-            Product::Interact => &mut self.interact,
-            Product::Contacts => &mut self.contacts,
-        }
+        &mut self.services[Config::section_index(product)]
+    }
+
+    fn section_index(product: Product) -> usize {
+        Product::ALL.iter().position(|candidate| *candidate == product).unwrap_or_default()
     }
 
     /// Loads defaults, then `file` (which must exist when given), then the environment: every section.
@@ -1266,7 +1256,7 @@ mod tests {
             .merge(Serialized::default("sms.consumer.batch_size", 7))
             .merge(Serialized::default("gateway_port_8080_tcp", "tcp://10.0.0.1:8080"));
         let config = Config::from_figment(&figment).expect("valid");
-        assert_eq!(config.sms.consumer.batch_size, 7);
+        assert_eq!(config.service(Product::Sms).consumer.batch_size, 7);
     }
 
     #[test]
@@ -1277,7 +1267,7 @@ mod tests {
             Config::from_figment(&figment)
         };
         assert_eq!(
-            with(MAX_BATCH_SIZE).expect("the maximum is allowed").voice.consumer.batch_size,
+            with(MAX_BATCH_SIZE).expect("the maximum is allowed").service(Product::Voice).consumer.batch_size,
             MAX_BATCH_SIZE
         );
         let errors = with(MAX_BATCH_SIZE + 1).expect_err("one more is refused").0.join("\n");
@@ -1302,7 +1292,7 @@ mod tests {
         );
         let sms = Config::from_figment_sections(&figment, Some(&["nats", "sms"]))
             .expect("sms does not read the gateway");
-        assert_eq!(sms.sms.max_connections, 3);
+        assert_eq!(sms.service(Product::Sms).max_connections, 3);
         assert!(sms.gateway.sources.is_empty());
     }
 
@@ -1336,7 +1326,7 @@ mod tests {
     #[test]
     fn default_database_is_sqlite_in_the_data_dir() {
         let config = Config::default();
-        let url = config.sms.database_url(Product::Sms, Path::new("/var/lib/sb"));
+        let url = config.service(Product::Sms).database_url(Product::Sms, Path::new("/var/lib/sb"));
         assert_eq!(url.expose(), "sqlite:///var/lib/sb/sms.db?mode=rwc");
     }
 }
