@@ -52,7 +52,8 @@ async fn every_service_upgrades_a_database_of_the_first_release() {
 }
 
 /// Every table a service states (its columns, in the store) is the table its migrations made: a
-/// column added to one and not the other fails here, not at the first write.
+/// column added to one and not the other fails here, not at the first write. Its retention targets
+/// name columns those tables have.
 #[tokio::test]
 async fn every_stated_table_is_the_table_the_migrations_made() {
     for product in Product::ALL {
@@ -66,6 +67,14 @@ async fn every_stated_table_is_the_table_the_migrations_made() {
             let (missing, extra) = schema_differences(&migrated, *table).await.expect("schema");
             assert!(missing.is_empty(), "{service}: {} lacks stated columns {missing:?}", table.name());
             assert!(extra.is_empty(), "{service}: {} has columns not stated: {extra:?}", table.name());
+        }
+        for target in descriptor.retention {
+            assert!(
+                descriptor.tables.iter().any(|table| table.name() == target.table.name()),
+                "{service}: retention of {} which the service does not state",
+                target.table.name()
+            );
+            assert_eq!(target.missing_columns(), Vec::<&str>::new(), "{service}: retention {target:?}");
         }
         migrated.close().await;
     }

@@ -29,6 +29,7 @@ switchboard_service::describe_service! {
     grpc_service: SERVICE_NAME,
     migrations: store::MIGRATIONS,
     tables: store::TABLES,
+    retention: store::RETENTION,
     consumers: [("chat-whatsapp", model::WHATSAPP), ("chat-rcs", model::RCS)],
     projection: consumer::ChatProjection,
     start: start,

@@ -36,26 +36,11 @@ pub const TABLES: &[&dyn switchboard_store::TableShape] = &[&CONTACTS, &VERSIONS
 /// What the retention job may expire: old versions, and the raw JSON of old versions and of contacts
 /// whose last event is old. The current version of every contact is kept.
 pub const RETENTION: &[switchboard_service::retention::Target] = {
-    use switchboard_service::retention::{Action, Target};
+    use switchboard_service::retention::Target;
     &[
-        Target {
-            table: "contact_versions",
-            key: &["id", "digest"],
-            time_column: "received_at",
-            action: Action::DeleteHistory,
-        },
-        Target {
-            table: "contact_versions",
-            key: &["id", "digest"],
-            time_column: "received_at",
-            action: Action::ClearRawJson("raw_json"),
-        },
-        Target {
-            table: "contacts",
-            key: &["id"],
-            time_column: "last_received_at",
-            action: Action::ClearRawJson("raw_json"),
-        },
+        Target::delete_history(&VERSIONS),
+        Target::clear_raw_json(&VERSIONS, "received_at"),
+        Target::clear_raw_json(&CONTACTS, "last_received_at"),
     ]
 };
 

@@ -28,6 +28,7 @@ switchboard_service::describe_service! {
     grpc_service: SERVICE_NAME,
     migrations: store::MIGRATIONS,
     tables: store::TABLES,
+    retention: store::RETENTION,
     consumers: [("interact", "vmn")],
     projection: consumer::InteractProjection,
     start: start,

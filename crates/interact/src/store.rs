@@ -17,12 +17,8 @@ pub const TABLES: &[&dyn switchboard_store::TableShape] = &[&MESSAGES];
 
 /// What the retention job may expire: the raw JSON of old messages (the messages themselves are the
 /// current state and are kept).
-pub const RETENTION: &[switchboard_service::retention::Target] = &[switchboard_service::retention::Target {
-    table: "vmn_messages",
-    key: &["id"],
-    time_column: "received_at",
-    action: switchboard_service::retention::Action::ClearRawJson("raw_json"),
-}];
+pub const RETENTION: &[switchboard_service::retention::Target] =
+    &[switchboard_service::retention::Target::clear_raw_json(&MESSAGES, "received_at")];
 
 /// The profile the provider sends with the message (`recipient.user`), as stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

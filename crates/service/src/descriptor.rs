@@ -51,6 +51,8 @@ pub struct ServiceDescriptor {
     pub migrations: &'static [MigrationFiles],
     /// The tables the service writes, as its store states them (checked against the migrations).
     pub tables: &'static [&'static dyn TableShape],
+    /// What the retention job may expire.
+    pub retention: &'static [crate::retention::Target],
     /// The durable consumers, one per subject root of the product.
     pub consumers: &'static [ConsumerDescriptor],
     pub start: StartFn,
@@ -115,6 +117,7 @@ impl ServiceDescriptor {
 ///     grpc_service: SERVICE_NAME,
 ///     migrations: store::MIGRATIONS,
 ///     tables: store::TABLES,
+///     retention: store::RETENTION,
 ///     consumers: [("sms", "sms")],
 ///     projection: consumer::SmsProjection,
 ///     start: start,
@@ -127,6 +130,7 @@ macro_rules! describe_service {
         grpc_service: $grpc_service:expr,
         migrations: $migrations:expr,
         tables: $tables:expr,
+        retention: $retention:expr,
         consumers: [$(($durable_name:expr, $root:expr)),+ $(,)?],
         projection: $projection:path,
         start: $start:path $(,)?
@@ -141,6 +145,7 @@ macro_rules! describe_service {
             grpc_service: $grpc_service,
             migrations: $migrations,
             tables: $tables,
+            retention: $retention,
             consumers: CONSUMERS,
             start: |platform, routes| Box::pin($start(platform, routes)),
             rebuild: |replay, parts| Box::pin(async move { replay.replay(&projection(parts)).await }),

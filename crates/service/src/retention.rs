@@ -10,46 +10,80 @@ use std::time::Duration;
 use switchboard_events::value::unix_micros;
 use switchboard_runtime::config::RetentionConfig;
 use switchboard_runtime::tokio_util::sync::CancellationToken;
-use switchboard_store::{Database, sqlx};
+use switchboard_store::{Database, TableShape, sqlx};
 use time::OffsetDateTime;
 
 /// What expires in one table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct Target {
-    pub table: &'static str,
-    /// The primary key, to select a chunk of rows.
-    pub key: &'static [&'static str],
+    /// The table, as its store states it (its name and key select a chunk of rows).
+    pub table: &'static dyn TableShape,
     /// The time (microseconds) that ages a row.
     pub time_column: &'static str,
     pub action: Action,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Target")
+            .field("table", &self.table.name())
+            .field("time_column", &self.time_column)
+            .field("action", &self.action)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// History: delete rows older than `retention.history`.
     DeleteHistory,
-    /// Clear this column (to `''`) on rows older than `retention.raw_json`.
-    ClearRawJson(&'static str),
+    /// Clear `raw_json` (to `''`) on rows older than `retention.raw_json`.
+    ClearRawJson,
 }
 
+/// The column [`Action::ClearRawJson`] clears: every table keeps the provider's body in it.
+const RAW_JSON: &str = "raw_json";
+
 impl Target {
+    /// A history table's rows, deleted once received longer ago than `retention.history`.
+    pub const fn delete_history(table: &'static dyn TableShape) -> Target {
+        Target { table, time_column: "received_at", action: Action::DeleteHistory }
+    }
+
+    /// The raw JSON of a table's rows, cleared once their `time_column` is older than
+    /// `retention.raw_json`.
+    pub const fn clear_raw_json(table: &'static dyn TableShape, time_column: &'static str) -> Target {
+        Target { table, time_column, action: Action::ClearRawJson }
+    }
+
+    /// The columns this target names that its table does not have. Empty when it is consistent.
+    pub fn missing_columns(&self) -> Vec<&'static str> {
+        let columns = self.table.column_names();
+        let named = match self.action {
+            Action::DeleteHistory => vec![self.time_column],
+            Action::ClearRawJson => vec![self.time_column, RAW_JSON],
+        };
+        named.into_iter().filter(|column| !columns.contains(column)).collect()
+    }
+
     fn age(&self, config: &RetentionConfig) -> Option<Duration> {
         match self.action {
             Action::DeleteHistory => config.history,
-            Action::ClearRawJson(_) => config.raw_json,
+            Action::ClearRawJson => config.raw_json,
         }
     }
 
     fn chunk_statement(&self) -> String {
-        let key = self.key.join(", ");
-        let (table, time) = (self.table, self.time_column);
+        let key = self.table.key().join(", ");
+        let (table, time) = (self.table.name(), self.time_column);
         match self.action {
             Action::DeleteHistory => format!(
                 "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {time} < $1 LIMIT $2)"
             ),
-            Action::ClearRawJson(column) => format!(
-                "UPDATE {table} SET {column} = '' WHERE ({key}) IN \
-                 (SELECT {key} FROM {table} WHERE {time} < $1 AND {column} <> '' LIMIT $2)"
+            Action::ClearRawJson => format!(
+                "UPDATE {table} SET {RAW_JSON} = '' WHERE ({key}) IN \
+                 (SELECT {key} FROM {table} WHERE {time} < $1 AND {RAW_JSON} <> '' LIMIT $2)"
             ),
         }
     }
@@ -57,7 +91,7 @@ impl Target {
     fn action_name(&self) -> &'static str {
         match self.action {
             Action::DeleteHistory => "deleted",
-            Action::ClearRawJson(_) => "cleared",
+            Action::ClearRawJson => "cleared",
         }
     }
 }
@@ -96,13 +130,13 @@ pub async fn run_once(
             metrics::counter!(
                 "switchboard_retention_rows_total",
                 "service" => service.to_owned(),
-                "table" => target.table,
+                "table" => target.table.name(),
                 "action" => target.action_name()
             )
             .increment(total);
             tracing::info!(
                 service,
-                table = target.table,
+                table = target.table.name(),
                 action = target.action_name(),
                 rows = total,
                 "retention applied"

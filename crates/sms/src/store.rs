@@ -30,26 +30,11 @@ pub const TABLES: &[&dyn switchboard_store::TableShape] =
 /// What the retention job may expire: history by receive time, and the raw JSON of messages whose
 /// last report is old.
 pub const RETENTION: &[switchboard_service::retention::Target] = {
-    use switchboard_service::retention::{Action, Target};
+    use switchboard_service::retention::Target;
     &[
-        Target {
-            table: "sms_status_events",
-            key: &["message_id", "digest"],
-            time_column: "received_at",
-            action: Action::DeleteHistory,
-        },
-        Target {
-            table: "sms_status_events",
-            key: &["message_id", "digest"],
-            time_column: "received_at",
-            action: Action::ClearRawJson("raw_json"),
-        },
-        Target {
-            table: "sms_messages",
-            key: &["id"],
-            time_column: "last_received_at",
-            action: Action::ClearRawJson("raw_json"),
-        },
+        Target::delete_history(&STATUS_EVENTS),
+        Target::clear_raw_json(&STATUS_EVENTS, "received_at"),
+        Target::clear_raw_json(&MESSAGES, "last_received_at"),
     ]
 };
 

@@ -299,15 +299,21 @@ impl<T> Table<T> {
     }
 }
 
-/// What a table is, whatever fills it: its name and columns (for checks against the schema).
+/// What a table is, whatever fills it: its name, key and columns (for checks against the schema,
+/// and for statements that do not write rows: retention).
 pub trait TableShape: Sync {
     fn name(&self) -> &'static str;
+    fn key(&self) -> &'static [&'static str];
     fn column_names(&self) -> Vec<&'static str>;
 }
 
 impl<T> TableShape for Table<T> {
     fn name(&self) -> &'static str {
         self.name
+    }
+
+    fn key(&self) -> &'static [&'static str] {
+        self.key
     }
 
     fn column_names(&self) -> Vec<&'static str> {

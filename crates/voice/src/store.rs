@@ -24,26 +24,11 @@ pub const TABLES: &[&dyn switchboard_store::TableShape] =
 /// What the retention job may expire: record history by receive time, and the raw JSON of calls
 /// whose last record is old.
 pub const RETENTION: &[switchboard_service::retention::Target] = {
-    use switchboard_service::retention::{Action, Target};
+    use switchboard_service::retention::Target;
     &[
-        Target {
-            table: "voice_call_events",
-            key: &["mid", "digest"],
-            time_column: "received_at",
-            action: Action::DeleteHistory,
-        },
-        Target {
-            table: "voice_call_events",
-            key: &["mid", "digest"],
-            time_column: "received_at",
-            action: Action::ClearRawJson("raw_json"),
-        },
-        Target {
-            table: "voice_calls",
-            key: &["mid"],
-            time_column: "last_received_at",
-            action: Action::ClearRawJson("raw_json"),
-        },
+        Target::delete_history(&CALL_EVENTS),
+        Target::clear_raw_json(&CALL_EVENTS, "received_at"),
+        Target::clear_raw_json(&CALLS, "last_received_at"),
     ]
 };
 

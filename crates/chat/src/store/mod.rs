@@ -41,33 +41,12 @@ pub const TABLES: &[&dyn switchboard_store::TableShape] = &[
 /// What the retention job may expire: status history by receive time, and the raw JSON of messages
 /// whose last event is old.
 pub const RETENTION: &[switchboard_service::retention::Target] = {
-    use switchboard_service::retention::{Action, Target};
-    const HISTORY_KEY: &[&str] = &["channel", "message_id", "digest"];
+    use switchboard_service::retention::Target;
     &[
-        Target {
-            table: "chat_status_events",
-            key: HISTORY_KEY,
-            time_column: "received_at",
-            action: Action::DeleteHistory,
-        },
-        Target {
-            table: "chat_status_events",
-            key: HISTORY_KEY,
-            time_column: "received_at",
-            action: Action::ClearRawJson("raw_json"),
-        },
-        Target {
-            table: "chat_outbound",
-            key: &["channel", "id"],
-            time_column: "last_received_at",
-            action: Action::ClearRawJson("raw_json"),
-        },
-        Target {
-            table: "chat_inbound",
-            key: &["channel", "id"],
-            time_column: "received_at",
-            action: Action::ClearRawJson("raw_json"),
-        },
+        Target::delete_history(&outbound::STATUS_EVENTS),
+        Target::clear_raw_json(&outbound::STATUS_EVENTS, "received_at"),
+        Target::clear_raw_json(&outbound::OUTBOUND, "last_received_at"),
+        Target::clear_raw_json(&inbound::INBOUND, "received_at"),
     ]
 };
 
