@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
-    Backend, Conditions, Database, MigrationFiles, Table, columns, delete_where_in, like_prefix, values_rows,
-    write_rows,
+    Backend, Conditions, Database, Keyset, MigrationFiles, Table, columns, delete_where_in, like_prefix,
+    select_page, values_rows, write_rows,
 };
 
 use crate::model::{Precedence, WINNER, identity_key, name_key};
@@ -341,18 +341,15 @@ pub async fn list_contacts(
         ));
     }
     conditions.range("listed_at", (filter.updated_since, None));
-    if let Some((listed_at, id)) = cursor {
-        let (listed_at, id) = (conditions.bind(listed_at), conditions.bind(id));
-        conditions.push(format!("(listed_at, id) < ({listed_at}, {id})"));
-    }
-    let limit = conditions.bind(limit);
-    let sql = format!(
-        "SELECT {} FROM contacts{} ORDER BY listed_at DESC, id DESC LIMIT {limit}",
-        select_list(),
-        conditions.where_clause()
-    );
-    let rows = conditions.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await?;
-    rows.iter().map(contact_from_sql).collect()
+    select_page(
+        database,
+        &select_list(),
+        "contacts",
+        conditions,
+        Keyset::new(&["listed_at", "id"], cursor, limit),
+        contact_from_sql,
+    )
+    .await
 }
 
 /// The position of a version in the history order: updated time, first delivery, digest.

@@ -2,7 +2,7 @@
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
-    BindValue as _, Conditions, Database, MigrationFiles, Table, columns, epoch_day_sql,
+    BindValue as _, Conditions, Database, Keyset, MigrationFiles, Table, columns, epoch_day_sql,
 };
 
 pub const MIGRATIONS: &[MigrationFiles] = &[MigrationFiles {
@@ -159,22 +159,13 @@ pub async fn get_message(database: &Database, id: &str) -> Result<Option<Message
 /// Messages matching `conditions`, newest first (by receive time), at most `limit`.
 pub async fn list_messages(
     database: &Database,
-    mut conditions: Conditions,
+    conditions: Conditions,
     cursor: Option<(i64, String)>,
     limit: i64,
 ) -> Result<Vec<MessageRow>, sqlx::Error> {
-    if let Some((received_at, id)) = cursor {
-        let (received_at, id) = (conditions.bind(received_at), conditions.bind(id));
-        conditions.push(format!("(received_at, id) < ({received_at}, {id})"));
-    }
-    let limit = conditions.bind(limit);
-    let sql = format!(
-        "SELECT {} FROM vmn_messages{} ORDER BY received_at DESC, id DESC LIMIT {limit}",
-        MESSAGES.column_list(),
-        conditions.where_clause()
-    );
-    let rows = conditions.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await?;
-    rows.iter().map(message_from_sql).collect()
+    MESSAGES
+        .page(database, conditions, Keyset::new(&["received_at", "id"], cursor, limit), message_from_sql)
+        .await
 }
 
 /// One keyword-count cell: messages of one day to one virtual number with one first keyword.

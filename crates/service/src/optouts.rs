@@ -16,7 +16,7 @@ use switchboard_proto::common::{
 };
 use switchboard_runtime::consumer::StoredEvent;
 use switchboard_store::sqlx::{self, AnyConnection, Row};
-use switchboard_store::{Conditions, Database, MigrationFiles, Table, columns};
+use switchboard_store::{Conditions, Database, Keyset, MigrationFiles, Table, columns};
 use tonic::Status;
 
 use crate::status::from_query_error;
@@ -212,21 +212,9 @@ pub async fn list(
     conditions.equal_if_set("receiver", &normalize_phone(&request.receiver));
     conditions.equal_if_set("scope", &request.r#type.trim().to_lowercase());
     conditions.range("listed_at", grpc::time_range(request.created.as_ref(), "created")?);
-    if let Some((listed_at, channel, id)) = cursor {
-        let (listed_at, channel, id) =
-            (conditions.bind(listed_at), conditions.bind(channel), conditions.bind(id));
-        conditions.push(format!("(listed_at, channel, id) < ({listed_at}, {channel}, {id})"));
-    }
-    let limit = conditions.bind(i64::from(page_size) + 1);
-    let sql = format!(
-        "SELECT {} FROM opt_outs{} ORDER BY listed_at DESC, channel DESC, id DESC LIMIT {limit}",
-        OPT_OUTS.column_list(),
-        conditions.where_clause()
-    );
-    let rows =
-        conditions.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await.map_err(from_query_error)?;
-    let mut rows: Vec<OptOutRow> =
-        rows.iter().map(row_from_sql).collect::<Result<_, _>>().map_err(from_query_error)?;
+    let keyset = Keyset::new(&["listed_at", "channel", "id"], cursor, i64::from(page_size) + 1);
+    let mut rows =
+        OPT_OUTS.page(database, conditions, keyset, row_from_sql).await.map_err(from_query_error)?;
     let next_page_token = grpc::next_page_token(&mut rows, page_size, |last| {
         (last.listed_at(), last.channel.clone(), last.id.clone())
     });

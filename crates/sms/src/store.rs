@@ -3,7 +3,9 @@
 use std::borrow::Borrow;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
-use switchboard_store::{Backend, Conditions, Database, MigrationFiles, Table, columns, epoch_day_sql};
+use switchboard_store::{
+    Backend, Conditions, Database, Keyset, MigrationFiles, Table, columns, epoch_day_sql,
+};
 
 use crate::model::{Precedence, WINNER};
 
@@ -262,22 +264,13 @@ pub fn request_condition(backend: Backend, conditions: &mut Conditions, request_
 /// Messages matching `conditions`, newest first, at most `limit`.
 pub async fn list_messages(
     database: &Database,
-    mut conditions: Conditions,
+    conditions: Conditions,
     cursor: Option<(i64, String)>,
     limit: i64,
 ) -> Result<Vec<MessageRow>, sqlx::Error> {
-    if let Some((listed_at, id)) = cursor {
-        let (listed_at, id) = (conditions.bind(listed_at), conditions.bind(id));
-        conditions.push(format!("(listed_at, id) < ({listed_at}, {id})"));
-    }
-    let limit = conditions.bind(limit);
-    let sql = format!(
-        "SELECT {} FROM sms_messages{} ORDER BY listed_at DESC, id DESC LIMIT {limit}",
-        MESSAGES.column_list(),
-        conditions.where_clause()
-    );
-    let rows = conditions.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await?;
-    rows.iter().map(message_from_sql).collect()
+    MESSAGES
+        .page(database, conditions, Keyset::new(&["listed_at", "id"], cursor, limit), message_from_sql)
+        .await
 }
 
 /// One delivery-report cell: messages of one day, sender and status.

@@ -559,3 +559,61 @@ impl Conditions {
         query
     }
 }
+
+/// The values of a keyset cursor, in the order of its columns.
+pub trait CursorValues {
+    fn values(self) -> Vec<Value>;
+}
+
+impl CursorValues for (i64, String) {
+    fn values(self) -> Vec<Value> {
+        vec![self.0.into(), self.1.into()]
+    }
+}
+
+impl CursorValues for (i64, String, String) {
+    fn values(self) -> Vec<Value> {
+        vec![self.0.into(), self.1.into(), self.2.into()]
+    }
+}
+
+/// One page of a list in descending order of `order` (its last columns a unique key): the rows
+/// after `after` (the `order` values of the previous page's last row), at most `limit`.
+#[derive(Debug)]
+pub struct Keyset {
+    pub order: &'static [&'static str],
+    pub after: Option<Vec<Value>>,
+    pub limit: i64,
+}
+
+impl Keyset {
+    pub fn new(order: &'static [&'static str], after: Option<impl CursorValues>, limit: i64) -> Keyset {
+        Keyset { order, after: after.map(CursorValues::values), limit }
+    }
+}
+
+/// `SELECT {select} FROM {from}` the rows matching `conditions` on the page `keyset` names, read
+/// with `read`.
+pub async fn select_page<T>(
+    database: &crate::Database,
+    select: &str,
+    from: &str,
+    mut conditions: Conditions,
+    keyset: Keyset,
+    read: impl Fn(&sqlx::any::AnyRow) -> Result<T, sqlx::Error>,
+) -> Result<Vec<T>, sqlx::Error> {
+    let order = keyset.order.join(", ");
+    if let Some(after) = keyset.after {
+        let placeholders: Vec<String> = after.into_iter().map(|value| conditions.bind(value)).collect();
+        conditions.push(format!("({order}) < ({})", placeholders.join(", ")));
+    }
+    let limit = conditions.bind(keyset.limit);
+    let descending: Vec<String> = keyset.order.iter().map(|column| format!("{column} DESC")).collect();
+    let sql = format!(
+        "SELECT {select} FROM {from}{} ORDER BY {} LIMIT {limit}",
+        conditions.where_clause(),
+        descending.join(", ")
+    );
+    let rows = conditions.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await?;
+    rows.iter().map(read).collect()
+}

@@ -28,8 +28,9 @@ use std::collections::BTreeMap;
 use sqlx::Row as _;
 
 use crate::sql::{
-    BoundQuery, CurrentRow, batch_winners, current_rows_returned, current_state_update, one_row_per_key,
-    received_bounds, rows_by_key, values_rows, write_rows, written_rows_returned,
+    BoundQuery, Conditions, CurrentRow, Keyset, batch_winners, current_rows_returned, current_state_update,
+    one_row_per_key, received_bounds, rows_by_key, select_page, values_rows, write_rows,
+    written_rows_returned,
 };
 use crate::{Backend, Database};
 
@@ -157,6 +158,17 @@ impl<T> Table<T> {
     /// Binds every column of `row`, in order.
     pub fn bind<'q>(&self, query: BoundQuery<'q>, row: &'q T) -> BoundQuery<'q> {
         self.columns.iter().fold(query, |query, column| (column.bind)(query, row))
+    }
+
+    /// A page of this table's rows (every column), read with `read` (see [`select_page`]).
+    pub async fn page<R>(
+        &self,
+        database: &Database,
+        conditions: Conditions,
+        keyset: Keyset,
+        read: impl Fn(&sqlx::any::AnyRow) -> Result<R, sqlx::Error>,
+    ) -> Result<Vec<R>, sqlx::Error> {
+        select_page(database, &self.column_list(), self.name, conditions, keyset, read).await
     }
 
     /// `ON CONFLICT (key) DO UPDATE SET c = excluded.c, … WHERE excluded.stream_sequence <

@@ -3,7 +3,7 @@
 use std::borrow::Borrow;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
-use switchboard_store::{Conditions, Database, MigrationFiles, Table, columns, epoch_day_sql};
+use switchboard_store::{Conditions, Database, Keyset, MigrationFiles, Table, columns, epoch_day_sql};
 
 use crate::model::{Precedence, WINNER};
 
@@ -232,22 +232,11 @@ pub async fn call_history(database: &Database, mid: &str) -> Result<Vec<EventRow
 /// Calls matching `conditions`, newest first, at most `limit`.
 pub async fn list_calls(
     database: &Database,
-    mut conditions: Conditions,
+    conditions: Conditions,
     cursor: Option<(i64, String)>,
     limit: i64,
 ) -> Result<Vec<CallRow>, sqlx::Error> {
-    if let Some((listed_at, mid)) = cursor {
-        let (listed_at, mid) = (conditions.bind(listed_at), conditions.bind(mid));
-        conditions.push(format!("(listed_at, mid) < ({listed_at}, {mid})"));
-    }
-    let limit = conditions.bind(limit);
-    let sql = format!(
-        "SELECT {} FROM voice_calls{} ORDER BY listed_at DESC, mid DESC LIMIT {limit}",
-        CALLS.column_list(),
-        conditions.where_clause()
-    );
-    let rows = conditions.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await?;
-    rows.iter().map(call_from_sql).collect()
+    CALLS.page(database, conditions, Keyset::new(&["listed_at", "mid"], cursor, limit), call_from_sql).await
 }
 
 /// Call figures of one day and source.

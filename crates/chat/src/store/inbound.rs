@@ -3,7 +3,7 @@
 use std::borrow::Borrow;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
-use switchboard_store::{Conditions, Database, Table, columns};
+use switchboard_store::{Conditions, Database, Keyset, Table, columns};
 
 /// One inbound message as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,22 +120,13 @@ pub async fn get_inbound(
 /// keyset `cursor` (received_at, channel, id) when given.
 pub async fn list_inbound(
     database: &Database,
-    mut conditions: Conditions,
+    conditions: Conditions,
     cursor: Option<(i64, String, String)>,
     limit: i64,
 ) -> Result<Vec<InboundRow>, sqlx::Error> {
-    if let Some((received_at, channel, id)) = cursor {
-        let (received_at, channel, id) =
-            (conditions.bind(received_at), conditions.bind(channel), conditions.bind(id));
-        conditions.push(format!("(received_at, channel, id) < ({received_at}, {channel}, {id})"));
-    }
-    let limit = conditions.bind(limit);
-    let sql = format!(
-        "SELECT {} FROM chat_inbound{} \
-         ORDER BY received_at DESC, channel DESC, id DESC LIMIT {limit}",
-        INBOUND.column_list(),
-        conditions.where_clause()
-    );
-    let rows = conditions.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await?;
-    rows.iter().map(|row| inbound_from_sql(row, "")).collect()
+    INBOUND
+        .page(database, conditions, Keyset::new(&["received_at", "channel", "id"], cursor, limit), |row| {
+            inbound_from_sql(row, "")
+        })
+        .await
 }

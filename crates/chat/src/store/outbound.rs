@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
 use switchboard_store::{
-    Backend, BatchWinner, Conditions, Database, Table, columns, current_rows_returned, current_state_update,
-    received_bounds, values_rows, write_rows,
+    Backend, BatchWinner, Conditions, Database, Keyset, Table, columns, current_rows_returned,
+    current_state_update, received_bounds, values_rows, write_rows,
 };
 
 use super::prefixed;
@@ -342,22 +342,13 @@ pub async fn get_outbound(
 /// most `limit`, after the keyset `cursor` (listed_at, channel, id) when given.
 pub async fn list_outbound(
     database: &Database,
-    mut conditions: Conditions,
+    conditions: Conditions,
     cursor: Option<(i64, String, String)>,
     limit: i64,
 ) -> Result<Vec<OutboundRow>, sqlx::Error> {
-    if let Some((listed_at, channel, id)) = cursor {
-        let (listed_at, channel, id) =
-            (conditions.bind(listed_at), conditions.bind(channel), conditions.bind(id));
-        conditions.push(format!("(listed_at, channel, id) < ({listed_at}, {channel}, {id})"));
-    }
-    let limit = conditions.bind(limit);
-    let sql = format!(
-        "SELECT {} FROM chat_outbound{} \
-         ORDER BY listed_at DESC, channel DESC, id DESC LIMIT {limit}",
-        OUTBOUND.column_list(),
-        conditions.where_clause()
-    );
-    let rows = conditions.bind_to(sqlx::query(&sql)).fetch_all(database.pool()).await?;
-    rows.iter().map(|row| outbound_from_sql(row, "")).collect()
+    OUTBOUND
+        .page(database, conditions, Keyset::new(&["listed_at", "channel", "id"], cursor, limit), |row| {
+            outbound_from_sql(row, "")
+        })
+        .await
 }
