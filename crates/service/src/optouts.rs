@@ -157,7 +157,11 @@ fn channels<'a>(requested: &'a str, served: &'a [&'a str]) -> Result<Vec<&'a str
     if served.contains(&requested) {
         Ok(vec![requested])
     } else {
-        Err(Status::invalid_argument(format!("channel must be one of {served:?}, not {requested:?}")))
+        let served: Vec<String> = served.iter().map(|channel| format!("{channel:?}")).collect();
+        Err(Status::invalid_argument(format!(
+            "channel must be empty or {}, not {requested:?}",
+            served.join(" or ")
+        )))
     }
 }
 
@@ -257,6 +261,7 @@ mod tests {
     fn channels_are_validated() {
         assert_eq!(channels("", &["whatsapp", "rcs"]).ok(), Some(vec!["whatsapp", "rcs"]));
         assert_eq!(channels("rcs", &["whatsapp", "rcs"]).ok(), Some(vec!["rcs"]));
-        assert!(channels("sms", &["whatsapp", "rcs"]).is_err());
+        let refused = channels("sms", &["whatsapp", "rcs"]).expect_err("not served");
+        assert_eq!(refused.message(), r#"channel must be empty or "whatsapp" or "rcs", not "sms""#);
     }
 }

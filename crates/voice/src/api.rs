@@ -145,11 +145,7 @@ impl VoiceService for VoiceApi {
         &self,
         request: Request<CheckOptOutRequest>,
     ) -> Result<Response<CheckOptOutResponse>, Status> {
-        let request = request.into_inner();
-        if !request.channel.is_empty() && request.channel != CHANNEL {
-            return Err(Status::invalid_argument("channel must be empty or \"voice\""));
-        }
-        optouts::check(&self.database, &[CHANNEL], &request).await.map(Response::new)
+        optouts::check(&self.database, &[CHANNEL], &request.into_inner()).await.map(Response::new)
     }
 
     async fn list_opt_outs(
