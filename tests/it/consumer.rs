@@ -212,3 +212,21 @@ async fn batches_of_big_events_stop_at_the_byte_limit() {
     assert!(sizes.iter().all(|&size| size <= most), "no batch above {most} events: {sizes:?}");
     assert_eq!(rig.acknowledged_through(events).await, events, "every applied event acknowledged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_backlog_every_batch_is_full() {
+    let events = 3_000;
+    let rig = Rig::start(events).await;
+    rig.run_until_applied(events).await;
+
+    let sizes: Vec<usize> = rig.applied().iter().map(Vec::len).collect();
+    assert_eq!(sizes.iter().sum::<usize>(), events as usize, "every event applied once");
+    // The first batch takes what the first pull request brought so far. From then on the stream is
+    // read while each batch is applied (20 ms), so the next batch is waiting whole. (Read only
+    // between batches, it waited a round trip per pull request: most batches held 25–35 events.)
+    let short: Vec<usize> = sizes[1..sizes.len() - 1].iter().copied().filter(|&size| size < 100).collect();
+    assert!(
+        short.len() <= sizes.len() / 10,
+        "batches below batch_size under a backlog: {short:?} of {sizes:?}"
+    );
+}

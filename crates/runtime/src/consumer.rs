@@ -22,14 +22,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::consumer::pull::MessagesErrorKind;
+use async_nats::jetstream::consumer::pull::{MessagesError, MessagesErrorKind};
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use switchboard_events::{DecodeError, EventKind, Product, Subjects, headers};
 use thiserror::Error;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConsumerConfig;
@@ -230,7 +231,7 @@ impl<P: Projection> ConsumerLoop<P> {
                 return;
             }
             let mut messages = match self.open_stream().await {
-                Ok(messages) => messages,
+                Ok(messages) => ReadAhead::start(messages, self.settings.batch_size),
                 Err(error) => {
                     let retry_delay = pauses.next().unwrap_or(Duration::from_secs(10));
                     tracing::warn!(consumer = %consumer_name, %error, retry_in = ?retry_delay, "cannot open consumer");
@@ -280,8 +281,8 @@ impl<P: Projection> ConsumerLoop<P> {
                         // Take what has already arrived, without waiting: big batches under load,
                         // no added latency when idle.
                         while batch.len() < self.settings.batch_size && bytes < BATCH_MAX_BYTES {
-                            match messages.next().now_or_never() {
-                                Some(Some(Ok(message))) => {
+                            match messages.ready() {
+                                Some(Ok(message)) => {
                                     bytes += message.payload.len();
                                     batch.push(message);
                                 }
@@ -515,13 +516,77 @@ async fn acknowledge(message: &jetstream::Message, kind: AckKind) {
     }
 }
 
+/// The message stream, read on a task of its own so that it keeps asking the server for messages
+/// while a batch is decoded and written: the stream sends its next pull request only when it is
+/// polled, so a loop that polls it only between batches waits a round trip for every batch and
+/// takes whatever little has arrived by then. What is read ahead is bounded by `capacity` messages
+/// and [`BATCH_MAX_BYTES`] of bodies; the reader waits when either is reached.
+struct ReadAhead {
+    receiver: mpsc::Receiver<Result<jetstream::Message, MessagesError>>,
+    /// Body bytes the reader may still hand over.
+    bytes: Arc<Semaphore>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl ReadAhead {
+    fn start(mut messages: jetstream::consumer::pull::Stream, capacity: usize) -> ReadAhead {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        let bytes = Arc::new(Semaphore::new(BATCH_MAX_BYTES));
+        let budget = Arc::clone(&bytes);
+        let reader = tokio::spawn(async move {
+            while let Some(next) = messages.next().await {
+                let Ok(permit) = budget.acquire_many(ReadAhead::size(&next)).await else {
+                    break;
+                };
+                permit.forget();
+                if sender.send(next).await.is_err() {
+                    break;
+                }
+            }
+        });
+        ReadAhead { receiver, bytes, reader }
+    }
+
+    /// The bytes a message counts for (a body larger than the bound counts as the bound).
+    fn size(next: &Result<jetstream::Message, MessagesError>) -> u32 {
+        let length = next.as_ref().map_or(0, |message| message.payload.len()).min(BATCH_MAX_BYTES);
+        u32::try_from(length).unwrap_or(u32::MAX)
+    }
+
+    fn taken(
+        &self,
+        next: Result<jetstream::Message, MessagesError>,
+    ) -> Result<jetstream::Message, MessagesError> {
+        self.bytes.add_permits(ReadAhead::size(&next) as usize);
+        next
+    }
+
+    /// The next message, waiting for it; `None` when the stream ended.
+    async fn next(&mut self) -> Option<Result<jetstream::Message, MessagesError>> {
+        let next = self.receiver.recv().await?;
+        Some(self.taken(next))
+    }
+
+    /// The next message if one has already arrived.
+    fn ready(&mut self) -> Option<Result<jetstream::Message, MessagesError>> {
+        let next = self.receiver.try_recv().ok()?;
+        Some(self.taken(next))
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
 /// Hands back, for immediate redelivery elsewhere, the messages that were fetched but not started.
 /// Messages still on their way for a pull request already made are redelivered after the ack wait.
-async fn release_buffered(messages: &mut jetstream::consumer::pull::Stream, limit: usize) {
+async fn release_buffered(messages: &mut ReadAhead, limit: usize) {
     let mut released = 0usize;
     while released < limit {
-        match messages.next().now_or_never() {
-            Some(Some(Ok(message))) => {
+        match messages.ready() {
+            Some(Ok(message)) => {
                 acknowledge(&message, AckKind::Nak(None)).await;
                 released += 1;
             }
