@@ -14,12 +14,10 @@ use switchboard_store::{Database, MigrationFiles, PoolSettings};
 pub fn delivery(kind: EventKind, sequence: u64, body: &str, spacing: i64) -> StoredEvent {
     StoredEvent {
         kind,
-        subject: kind.subject_suffix().to_owned(),
         stream_sequence: sequence,
         delivered: 1,
         received_at: 1_700_000_000_000_000 + i64::try_from(sequence).unwrap_or_default() * spacing,
         body: bytes::Bytes::from(body.to_owned()),
-        headers: None,
     }
 }
 

@@ -139,7 +139,7 @@ async fn baseline(
         let mut query = sqlx::query(&statement);
         for delivery in chunk {
             query = query
-                .bind(delivery.subject.as_str())
+                .bind(delivery.kind.subject_suffix())
                 .bind(delivery.stream_sequence as i64)
                 .bind(delivery.received_at)
                 .bind(String::from_utf8_lossy(&delivery.body).into_owned());

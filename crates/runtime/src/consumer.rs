@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::pull::{MessagesError, MessagesErrorKind};
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
@@ -41,15 +40,15 @@ use crate::nats::{ConsumerSpec, ensure_consumer};
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub kind: EventKind,
-    pub subject: String,
     pub stream_sequence: u64,
     /// How many times the server has delivered it, this time included.
     pub delivered: i64,
     /// When the gateway received it (microseconds since the epoch); the time of processing when the
     /// publisher did not say.
     pub received_at: i64,
+    /// The body as stored (shared with the message, not copied). Its subject and headers stay on
+    /// the message: a projection reads neither, and copying them cost allocations per event.
     pub body: Bytes,
-    pub headers: Option<HeaderMap>,
 }
 
 impl StoredEvent {
@@ -61,9 +60,9 @@ impl StoredEvent {
         stream_sequence: u64,
         delivered: i64,
     ) -> Result<StoredEvent, Rejection> {
-        let subject = message.subject.to_string();
+        let subject = message.subject.as_str();
         let kind = subjects
-            .event_kind(&subject)
+            .event_kind(subject)
             .ok_or_else(|| Rejection::NotAnEvent(format!("{subject} is not the subject of a known event")))?;
         let received_at = message
             .headers
@@ -72,15 +71,7 @@ impl StoredEvent {
             .and_then(|value| OffsetDateTime::parse(value.as_str(), &Rfc3339).ok())
             .map(switchboard_events::value::unix_micros)
             .unwrap_or_else(|| switchboard_events::value::unix_micros(OffsetDateTime::now_utc()));
-        Ok(StoredEvent {
-            kind,
-            subject,
-            stream_sequence,
-            delivered,
-            received_at,
-            body: message.payload.clone(),
-            headers: message.headers.clone(),
-        })
+        Ok(StoredEvent { kind, stream_sequence, delivered, received_at, body: message.payload.clone() })
     }
 }
 
