@@ -84,69 +84,48 @@ impl ContactRow {
     }
 }
 
+/// A table of contact versions: every column of a version, then `$extra`. The search keys are
+/// derived from the values as they are bound, so they can never disagree with them.
+macro_rules! contact_table {
+    ($name:literal, $key:expr $(, $extra:ident)*) => {
+        Table {
+            name: $name,
+            key: $key,
+            columns: columns!(ContactRow {
+                id,
+                identity,
+                identity_key: |query, row| query.bind(search_key(&row.identity, identity_key)),
+                first_name,
+                middle_name,
+                last_name,
+                first_name_key: |query, row| query.bind(search_key(&row.first_name, name_key)),
+                middle_name_key: |query, row| query.bind(search_key(&row.middle_name, name_key)),
+                last_name_key: |query, row| query.bind(search_key(&row.last_name, name_key)),
+                gender,
+                birth_date,
+                company,
+                attributes_json: |query, row| query.bind(attributes_json(row)),
+                created_at,
+                updated_at,
+                updated_key,
+                digest,
+                status,
+                listed_at,
+                received_at,
+                stream_sequence,
+                raw_json,
+                $($extra,)*
+            }),
+        }
+    };
+}
+
 /// The current version of every contact (the service's precedence rule), with the first and last
-/// receive time of all its versions. The search keys are derived from the values as they are
-/// bound, so they can never disagree with them.
-const CONTACTS: Table<ContactRow> = Table {
-    name: "contacts",
-    key: &["id"],
-    columns: columns!(ContactRow {
-        id,
-        identity,
-        identity_key: |query, row| query.bind(search_key(&row.identity, identity_key)),
-        first_name,
-        middle_name,
-        last_name,
-        first_name_key: |query, row| query.bind(search_key(&row.first_name, name_key)),
-        middle_name_key: |query, row| query.bind(search_key(&row.middle_name, name_key)),
-        last_name_key: |query, row| query.bind(search_key(&row.last_name, name_key)),
-        gender,
-        birth_date,
-        company,
-        attributes_json: |query, row| query.bind(attributes_json(row)),
-        created_at,
-        updated_at,
-        updated_key,
-        digest,
-        status,
-        listed_at,
-        received_at,
-        first_received_at,
-        last_received_at,
-        stream_sequence,
-        raw_json,
-    }),
-};
+/// receive time of all its versions.
+const CONTACTS: Table<ContactRow> = contact_table!("contacts", &["id"], first_received_at, last_received_at);
 
 /// Every distinct version of a contact, at its earliest delivery.
-const VERSIONS: Table<ContactRow> = Table {
-    name: "contact_versions",
-    key: &["id", "digest"],
-    columns: columns!(ContactRow {
-        id,
-        digest,
-        identity,
-        identity_key: |query, row| query.bind(search_key(&row.identity, identity_key)),
-        first_name,
-        middle_name,
-        last_name,
-        first_name_key: |query, row| query.bind(search_key(&row.first_name, name_key)),
-        middle_name_key: |query, row| query.bind(search_key(&row.middle_name, name_key)),
-        last_name_key: |query, row| query.bind(search_key(&row.last_name, name_key)),
-        gender,
-        birth_date,
-        company,
-        attributes_json: |query, row| query.bind(attributes_json(row)),
-        created_at,
-        updated_at,
-        updated_key,
-        status,
-        listed_at,
-        received_at,
-        stream_sequence,
-        raw_json,
-    }),
-};
+const VERSIONS: Table<ContactRow> = contact_table!("contact_versions", &["id", "digest"]);
 
 /// Columns that exist only to be searched; derived from the others and never read back.
 const SEARCH_COLUMNS: &[&str] = &["identity_key", "first_name_key", "middle_name_key", "last_name_key"];
@@ -197,8 +176,7 @@ pub async fn write_versions(
             connection,
             &versions,
             |version| (version.id.as_str(), version.digest.as_str()),
-            |version| version.stream_sequence,
-            &["received_at", "listed_at", "stream_sequence"],
+            &["listed_at"],
         )
         .await?;
     let changed = CONTACTS

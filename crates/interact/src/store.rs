@@ -74,6 +74,8 @@ pub struct MessageRow {
     pub raw_json: String,
 }
 
+switchboard_store::delivered!(MessageRow);
+
 /// One row per message id, at its earliest delivery.
 const MESSAGES: Table<MessageRow> = Table {
     name: "vmn_messages",
@@ -111,14 +113,7 @@ pub async fn write_messages(
     messages: &[MessageRow],
 ) -> Result<Vec<MessageRow>, sqlx::Error> {
     let messages: Vec<&MessageRow> = messages.iter().collect();
-    MESSAGES
-        .write_earliest(
-            connection,
-            &messages,
-            |message| (message.id.clone(),),
-            |message| message.stream_sequence,
-        )
-        .await
+    MESSAGES.write_earliest(connection, &messages, |message| (message.id.clone(),)).await
 }
 
 fn message_from_sql(row: &AnyRow) -> Result<MessageRow, sqlx::Error> {

@@ -98,6 +98,8 @@ impl OptOutRow {
     }
 }
 
+switchboard_store::delivered!(OptOutRow);
+
 /// One row per opt-out (channel and the provider's id), at its earliest delivery.
 pub const OPT_OUTS: Table<OptOutRow> = Table {
     name: "opt_outs",
@@ -124,14 +126,7 @@ pub async fn store(
     rows: &[impl Borrow<OptOutRow>],
 ) -> Result<Vec<OptOutRow>, sqlx::Error> {
     let rows: Vec<&OptOutRow> = rows.iter().map(Borrow::borrow).collect();
-    OPT_OUTS
-        .write_earliest(
-            connection,
-            &rows,
-            |row| (row.channel.clone(), row.id.clone()),
-            |row| row.stream_sequence,
-        )
-        .await
+    OPT_OUTS.write_earliest(connection, &rows, |row| (row.channel.clone(), row.id.clone())).await
 }
 
 fn row_from_sql(row: &sqlx::any::AnyRow) -> Result<OptOutRow, sqlx::Error> {

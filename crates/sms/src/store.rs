@@ -138,13 +138,7 @@ pub async fn write_reports(
     }
     let reports: Vec<&MessageRow> = reports.iter().map(Borrow::borrow).collect();
     STATUS_EVENTS
-        .write_history(
-            connection,
-            &reports,
-            |report| (report.id.as_str(), report.digest.as_str()),
-            |report| report.stream_sequence,
-            &["received_at", "stream_sequence"],
-        )
+        .write_history(connection, &reports, |report| (report.id.as_str(), report.digest.as_str()), &[])
         .await?;
     MESSAGES
         .write_current(

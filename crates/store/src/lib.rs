@@ -25,10 +25,10 @@ pub use database::{Backend, Database, PoolSettings, WriteTransaction};
 pub use error::{StoreError, is_caused_by_the_rows, is_unavailable};
 pub use migrate::MigrationFiles;
 pub use sql::{
-    BatchWinner, BoundQuery, Conditions, CurrentRow, CursorValues, Keyset, MICROS_PER_DAY, Placeholders,
-    STATEMENT_ROWS, Value, batch_winners, current_rows_returned, current_state_update, delete_where_in,
-    epoch_day_sql, like_prefix, one_row_per_key, received_bounds, rows_by_key, select_page, statement_sizes,
-    values_list, values_rows, write_rows, written_rows_returned,
+    BatchWinner, BoundQuery, Conditions, CurrentRow, CursorValues, Delivered, Keyset, MICROS_PER_DAY,
+    Placeholders, STATEMENT_ROWS, Value, batch_winners, current_rows_returned, current_state_update,
+    delete_where_in, epoch_day_sql, like_prefix, one_row_per_key, received_bounds, rows_by_key, select_page,
+    statement_sizes, values_list, values_rows, write_rows, written_rows_returned,
 };
 pub use sqlx;
 pub use table::{Bind, BindValue, Column, Table, TableShape, column_name, schema_differences};

@@ -212,40 +212,55 @@ pub fn one_row_per_key<'a, K: Ord, T: 'a>(
     kept
 }
 
-/// A row a batch proposes for a service's current state that keeps, besides the winning event's
-/// columns, the first and last receive time of every event for its key ([`batch_winners`]).
-pub trait CurrentRow {
-    /// `(first_received_at, last_received_at)`.
-    fn received(&self) -> (i64, i64);
-    /// A copy of this row with other receive times.
-    fn with_received(&self, received: (i64, i64)) -> Self;
-    /// Whether this row replaces `current` as the state (the service's precedence rule).
-    fn beats(&self, current: &Self) -> bool;
-    /// The stream sequence of the event this row holds.
+/// A row that holds one delivery from the stream: its stream sequence orders deliveries, and where
+/// several deliveries of one thing meet, the earliest (the lowest sequence) is kept.
+pub trait Delivered {
+    /// The stream sequence of the delivery this row holds.
     fn stream_sequence(&self) -> i64;
 }
 
-/// Implements [`CurrentRow`] for a row type with `first_received_at`, `last_received_at` and
-/// `stream_sequence` fields and a `precedence()` whose `beats` is the service's rule, as every
-/// service's current rows have.
+/// Implements [`Delivered`] for a row type with a `stream_sequence` field.
+#[macro_export]
+macro_rules! delivered {
+    ($row:ty) => {
+        impl $crate::Delivered for $row {
+            fn stream_sequence(&self) -> i64 {
+                self.stream_sequence
+            }
+        }
+    };
+}
+
+/// A row a batch proposes for a service's current state that keeps, besides the winning event's
+/// columns, the first and last receive time of every event for its key ([`batch_winners`]).
+pub trait CurrentRow: Delivered + Clone {
+    /// `(first_received_at, last_received_at)`.
+    fn received(&self) -> (i64, i64);
+    /// Sets the receive times.
+    fn set_received(&mut self, received: (i64, i64));
+    /// Whether this row replaces `current` as the state (the service's precedence rule).
+    fn beats(&self, current: &Self) -> bool;
+}
+
+/// Implements [`CurrentRow`] (and [`Delivered`]) for a row type with `first_received_at`,
+/// `last_received_at` and `stream_sequence` fields and a `precedence()` whose `beats` is the
+/// service's rule, as every service's current rows have.
 #[macro_export]
 macro_rules! current_row {
     ($row:ty) => {
+        $crate::delivered!($row);
+
         impl $crate::CurrentRow for $row {
             fn received(&self) -> (i64, i64) {
                 (self.first_received_at, self.last_received_at)
             }
 
-            fn with_received(&self, (first_received_at, last_received_at): (i64, i64)) -> Self {
-                Self { first_received_at, last_received_at, ..self.clone() }
+            fn set_received(&mut self, received: (i64, i64)) {
+                (self.first_received_at, self.last_received_at) = received;
             }
 
             fn beats(&self, current: &Self) -> bool {
                 self.precedence().beats(&current.precedence())
-            }
-
-            fn stream_sequence(&self) -> i64 {
-                self.stream_sequence
             }
         }
     };
@@ -275,7 +290,9 @@ impl<'a, T: CurrentRow> BatchWinner<'a, T> {
 
     /// The row the upsert proposes (and, when it is written, the row stored).
     pub fn into_row(self) -> T {
-        self.row.with_received(self.received)
+        let mut row = self.row.clone();
+        row.set_received(self.received);
+        row
     }
 }
 
@@ -426,12 +443,15 @@ mod tests {
         fn received(&self) -> (i64, i64) {
             self.received
         }
-        fn with_received(&self, received: (i64, i64)) -> Report {
-            Report { received, ..self.clone() }
+        fn set_received(&mut self, received: (i64, i64)) {
+            self.received = received;
         }
         fn beats(&self, current: &Report) -> bool {
             self.rank > current.rank
         }
+    }
+
+    impl Delivered for Report {
         fn stream_sequence(&self) -> i64 {
             self.rank
         }

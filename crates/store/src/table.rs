@@ -28,9 +28,9 @@ use std::collections::BTreeMap;
 use sqlx::Row as _;
 
 use crate::sql::{
-    BoundQuery, Conditions, CurrentRow, Keyset, batch_winners, current_rows_returned, current_state_update,
-    one_row_per_key, received_bounds, rows_by_key, select_page, values_rows, write_rows,
-    written_rows_returned,
+    BoundQuery, Conditions, CurrentRow, Delivered, Keyset, batch_winners, current_rows_returned,
+    current_state_update, one_row_per_key, received_bounds, rows_by_key, select_page, values_rows,
+    write_rows, written_rows_returned,
 };
 use crate::{Backend, Database};
 
@@ -161,13 +161,13 @@ impl<T> Table<T> {
     }
 
     /// A page of this table's rows (every column), read with `read` (see [`select_page`]).
-    pub async fn page<R>(
+    pub async fn page(
         &self,
         database: &Database,
         conditions: Conditions,
         keyset: Keyset,
-        read: impl Fn(&sqlx::any::AnyRow) -> Result<R, sqlx::Error>,
-    ) -> Result<Vec<R>, sqlx::Error> {
+        read: impl Fn(&sqlx::any::AnyRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Vec<T>, sqlx::Error> {
         select_page(database, &self.column_list(), self.name, conditions, keyset, read).await
     }
 
@@ -186,20 +186,22 @@ impl<T> Table<T> {
 
     /// Writes a history: one row per distinct key (an event and its digest), keeping the earliest
     /// delivery of each. A stored row is the same content delivered again, so a redelivery that
-    /// came earlier in the stream only moves `delivery_columns` (when it was received, its stream
-    /// sequence and what derives from them) to itself; a later one changes nothing.
+    /// came earlier in the stream only moves its delivery to itself (`received_at`,
+    /// `stream_sequence`, and the `derived` columns that follow from them); a later one changes
+    /// nothing.
     pub async fn write_history<'r, K: Ord>(
         &self,
         connection: &mut sqlx::AnyConnection,
         rows: &[&'r T],
         key: impl Fn(&'r T) -> K,
-        stream_sequence: impl Fn(&T) -> i64,
-        delivery_columns: &[&str],
-    ) -> Result<(), sqlx::Error> {
-        let earliest = one_row_per_key(rows.iter().copied(), key, |candidate, kept| {
-            stream_sequence(candidate) < stream_sequence(kept)
-        });
-        let conflict = self.earlier_delivery_replaces(delivery_columns.iter().copied());
+        derived: &[&str],
+    ) -> Result<(), sqlx::Error>
+    where
+        T: Delivered,
+    {
+        let earliest = one_row_per_key(rows.iter().copied(), key, earlier);
+        let delivery = ["received_at", "stream_sequence"].into_iter().chain(derived.iter().copied());
+        let conflict = self.earlier_delivery_replaces(delivery);
         let backend = Backend::of(connection);
         let rows: Vec<&T> = earliest.into_values().collect();
         write_rows(
@@ -224,15 +226,12 @@ impl<T> Table<T> {
         connection: &mut sqlx::AnyConnection,
         rows: &[&T],
         key: impl Fn(&T) -> K,
-        stream_sequence: impl Fn(&T) -> i64,
     ) -> Result<Vec<T>, sqlx::Error>
     where
-        T: Clone,
+        T: Clone + Delivered,
         K: Ord + for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
     {
-        let earliest = one_row_per_key(rows.iter().copied(), &key, |candidate, kept| {
-            stream_sequence(candidate) < stream_sequence(kept)
-        });
+        let earliest = one_row_per_key(rows.iter().copied(), &key, earlier);
         if earliest.is_empty() {
             return Ok(Vec::new());
         }
@@ -298,7 +297,7 @@ impl<T> Table<T> {
             |row| row.try_get(*key_column),
             T::stream_sequence,
             |winner, row| {
-                *winner = winner.with_received(received_bounds(row)?);
+                winner.set_received(received_bounds(row)?);
                 Ok(())
             },
         )?;
@@ -309,6 +308,11 @@ impl<T> Table<T> {
         changed.sort_by(|left, right| key(left).cmp(key(right)));
         Ok(changed)
     }
+}
+
+/// Whether `candidate` was delivered before `kept` (the rule that keeps the earliest delivery).
+fn earlier<T: Delivered>(candidate: &T, kept: &T) -> bool {
+    candidate.stream_sequence() < kept.stream_sequence()
 }
 
 /// What a table is, whatever fills it: its name, key and columns (for checks against the schema,
@@ -378,6 +382,8 @@ mod tests {
         stream_sequence: i64,
     }
 
+    crate::delivered!(Row);
+
     const ROWS: Table<Row> = Table {
         name: "notes",
         key: &["id"],
@@ -424,12 +430,7 @@ mod tests {
         let mut connection = database.pool().acquire().await?;
         let batch = [row("a", "late", 9), row("b", "only", 4), row("a", "early", 7)];
         let written = ROWS
-            .write_earliest(
-                &mut connection,
-                &batch.iter().collect::<Vec<_>>(),
-                |row| (row.id.clone(),),
-                |row| row.stream_sequence,
-            )
+            .write_earliest(&mut connection, &batch.iter().collect::<Vec<_>>(), |row| (row.id.clone(),))
             .await?;
         assert_eq!(
             written.iter().map(|row| row.note.as_deref()).collect::<Vec<_>>(),
@@ -438,12 +439,7 @@ mod tests {
         // A later delivery changes nothing and is not returned; an earlier one replaces the row.
         let again = [row("a", "later", 8), row("b", "earlier", 2)];
         let written = ROWS
-            .write_earliest(
-                &mut connection,
-                &again.iter().collect::<Vec<_>>(),
-                |row| (row.id.clone(),),
-                |row| row.stream_sequence,
-            )
+            .write_earliest(&mut connection, &again.iter().collect::<Vec<_>>(), |row| (row.id.clone(),))
             .await?;
         assert_eq!(written.iter().map(|row| row.id.as_str()).collect::<Vec<_>>(), ["b"]);
         let stored: Vec<(String, String, i64)> =

@@ -139,13 +139,7 @@ pub async fn write_calls(
     }
     let records: Vec<&CallRow> = records.iter().map(Borrow::borrow).collect();
     CALL_EVENTS
-        .write_history(
-            connection,
-            &records,
-            |record| (record.mid.as_str(), record.digest.as_str()),
-            |record| record.stream_sequence,
-            &["received_at", "stream_sequence"],
-        )
+        .write_history(connection, &records, |record| (record.mid.as_str(), record.digest.as_str()), &[])
         .await?;
     CALLS
         .write_current(

@@ -33,6 +33,8 @@ pub struct InboundRow {
     pub raw_json: String,
 }
 
+switchboard_store::delivered!(InboundRow);
+
 /// One row per inbound message (channel and id), at its earliest delivery.
 pub(crate) const INBOUND: Table<InboundRow> = Table {
     name: "chat_inbound",
@@ -67,14 +69,7 @@ pub async fn write_inbound(
     rows: &[impl Borrow<InboundRow>],
 ) -> Result<Vec<InboundRow>, sqlx::Error> {
     let rows: Vec<&InboundRow> = rows.iter().map(Borrow::borrow).collect();
-    INBOUND
-        .write_earliest(
-            connection,
-            &rows,
-            |row| (row.channel.clone(), row.id.clone()),
-            |row| row.stream_sequence,
-        )
-        .await
+    INBOUND.write_earliest(connection, &rows, |row| (row.channel.clone(), row.id.clone())).await
 }
 
 /// Reads an inbound row whose columns carry `prefix` (empty for a plain `SELECT`).

@@ -153,8 +153,7 @@ pub async fn write_statuses(
             connection,
             &events,
             |event| (event.channel.as_str(), event.id.as_str(), event.digest.as_str()),
-            |event| event.stream_sequence,
-            &["received_at", "stream_sequence"],
+            &[],
         )
         .await?;
     write_messages(connection, &events).await
