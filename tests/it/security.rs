@@ -112,8 +112,7 @@ async fn secured_system(health_without_token: bool) -> TestSystem {
                 })
                 .collect();
             // Configured by hash, as a deployment that keeps no plain token would.
-            let hashed =
-                switchboard_runtime::secret::token_digest(&Secret::new(WATCHER_TOKEN)).expect("digest");
+            let hashed = Secret::new(WATCHER_TOKEN).sha256_digest("token").expect("digest");
             auth.clients.push(GrpcClientConfig {
                 name: "watcher".to_owned(),
                 tokens: vec![Secret::new(format!("sha256:{}", hex::encode(hashed)))],

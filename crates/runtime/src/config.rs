@@ -782,7 +782,7 @@ impl Config {
                 .chain(source.basic.iter().map(|basic| &basic.password))
             {
                 if secret.expose().starts_with("sha256:")
-                    && let Err(problem) = crate::secret::token_digest(secret)
+                    && let Err(problem) = secret.sha256_digest("token")
                 {
                     problems.push(format!("{key}: {problem}"));
                 }

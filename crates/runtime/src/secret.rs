@@ -53,6 +53,21 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.value.is_empty()
     }
+
+    /// The SHA-256 digest a configured token or password is compared by: `sha256:<hex>` as given,
+    /// anything else hashed. `what` names it in errors ("token", "password"), never its value.
+    pub fn sha256_digest(&self, what: &str) -> Result<[u8; 32], String> {
+        match self.value.strip_prefix("sha256:") {
+            Some(hex_digest) => {
+                let bytes = hex::decode(hex_digest.trim())
+                    .map_err(|_| format!("a sha256: {what} is not hex ({})", self.origin))?;
+                <[u8; 32]>::try_from(bytes.as_slice())
+                    .map_err(|_| format!("a sha256: {what} is not 32 bytes ({})", self.origin))
+            }
+            None if self.value.is_empty() => Err(format!("empty {what} ({})", self.origin)),
+            None => Ok(Sha256::digest(self.value.as_bytes()).into()),
+        }
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -75,21 +90,6 @@ impl<'de> Deserialize<'de> for Secret {
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&format!("<redacted:{}>", self.origin))
-    }
-}
-
-/// The SHA-256 digest a configured token is compared by: `sha256:<hex>` as given, anything else hashed.
-pub fn token_digest(token: &Secret) -> Result<[u8; 32], String> {
-    let value = token.expose();
-    match value.strip_prefix("sha256:") {
-        Some(hex_digest) => {
-            let bytes = hex::decode(hex_digest.trim())
-                .map_err(|_| format!("a sha256: token is not hex ({})", token.origin()))?;
-            <[u8; 32]>::try_from(bytes.as_slice())
-                .map_err(|_| format!("a sha256: token is not 32 bytes ({})", token.origin()))
-        }
-        None if value.is_empty() => Err(format!("empty token ({})", token.origin())),
-        None => Ok(Sha256::digest(value.as_bytes()).into()),
     }
 }
 

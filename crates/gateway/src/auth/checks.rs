@@ -72,21 +72,6 @@ pub(super) fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-/// The digest a token or password is compared by: `sha256:<hex>` as given, otherwise computed.
-pub(super) fn secret_digest(secret: &Secret, what: &str) -> Result<[u8; 32], String> {
-    let value = secret.expose();
-    match value.strip_prefix("sha256:") {
-        Some(hex_digest) => {
-            let bytes = hex::decode(hex_digest.trim())
-                .map_err(|_| format!("a sha256: {what} is not hex ({})", secret.origin()))?;
-            <[u8; 32]>::try_from(bytes.as_slice())
-                .map_err(|_| format!("a sha256: {what} is not 32 bytes ({})", secret.origin()))
-        }
-        None if value.is_empty() => Err(format!("empty {what} ({})", secret.origin())),
-        None => Ok(digest(value.as_bytes())),
-    }
-}
-
 /// An HMAC-SHA256 key for the provider's `Signature` header: the secret's bytes as they are.
 pub(super) fn signature_key(secret: &Secret) -> Result<HmacSha256, String> {
     if secret.is_empty() {

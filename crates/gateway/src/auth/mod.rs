@@ -170,11 +170,8 @@ fn build_checks(source: &SourceConfig) -> Result<Vec<Check>, String> {
     if !source.tokens.is_empty() {
         let header = header_name(&source.token_header, "token_header")?;
         let bearer = header == axum::http::header::AUTHORIZATION;
-        let digests = source
-            .tokens
-            .iter()
-            .map(|token| checks::secret_digest(token, "token"))
-            .collect::<Result<_, _>>()?;
+        let digests =
+            source.tokens.iter().map(|token| token.sha256_digest("token")).collect::<Result<_, _>>()?;
         built.push(Check::HeaderToken { header, bearer, digests });
     }
     if !source.query_tokens.is_empty() {
@@ -184,7 +181,7 @@ fn build_checks(source: &SourceConfig) -> Result<Vec<Check>, String> {
         let digests = source
             .query_tokens
             .iter()
-            .map(|token| checks::secret_digest(token, "query token"))
+            .map(|token| token.sha256_digest("query token"))
             .collect::<Result<_, _>>()?;
         built.push(Check::QueryToken { parameter: source.query_parameter.clone(), digests });
     }
@@ -194,10 +191,7 @@ fn build_checks(source: &SourceConfig) -> Result<Vec<Check>, String> {
             if basic.user.is_empty() || basic.user.contains(':') {
                 return Err(format!("basic user {:?} must be non-empty without ':'", basic.user));
             }
-            users.push((
-                checks::digest(basic.user.as_bytes()),
-                checks::secret_digest(&basic.password, "password")?,
-            ));
+            users.push((checks::digest(basic.user.as_bytes()), basic.password.sha256_digest("password")?));
         }
         built.push(Check::Basic { users });
     }

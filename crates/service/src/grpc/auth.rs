@@ -19,7 +19,6 @@ use subtle::ConstantTimeEq;
 use tonic::Status;
 
 use switchboard_runtime::config::{GrpcAuthConfig, GrpcClientConfig};
-use switchboard_runtime::secret::token_digest;
 
 /// The gRPC service of health checks.
 pub const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
@@ -134,7 +133,9 @@ impl Client {
             .tokens
             .iter()
             .map(|token| {
-                token_digest(token).map_err(|error| format!("grpc client {:?}: {error}", config.name))
+                token
+                    .sha256_digest("token")
+                    .map_err(|error| format!("grpc client {:?}: {error}", config.name))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let services = if config.services.iter().any(|service| service == "*") {
@@ -305,7 +306,7 @@ mod tests {
         basic.insert(http::header::AUTHORIZATION, "Basic read-secret".parse().expect("header"));
         let path = "/switchboard.sms.v1.SmsService/GetMessage";
         assert_eq!(auth.check(path, &basic).err().map(|s| s.code()), Some(tonic::Code::Unauthenticated));
-        assert!(token_digest(&Secret::new("sha256:zz")).is_err());
-        assert!(token_digest(&Secret::new("")).is_err());
+        assert!(Secret::new("sha256:zz").sha256_digest("token").is_err());
+        assert!(Secret::new("").sha256_digest("token").is_err());
     }
 }
