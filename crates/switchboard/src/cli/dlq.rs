@@ -23,10 +23,11 @@ use comfy_table::Cell;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use switchboard_events::headers;
+use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::CliContext;
-use super::output::{Tone, clip};
+use super::output::{self, Tone, clip};
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
@@ -179,7 +180,11 @@ pub async fn run(cli: &CliContext, command: &DlqCommand) -> anyhow::Result<()> {
             for letter in &letters {
                 table.add_row(vec![
                     Cell::new(letter.sequence),
-                    Cell::new(&letter.dead_lettered_at),
+                    Cell::new(
+                        OffsetDateTime::parse(&letter.dead_lettered_at, &Rfc3339)
+                            .map(output::moment_text)
+                            .unwrap_or_else(|_| letter.dead_lettered_at.clone()),
+                    ),
                     Cell::new(&letter.component),
                     Cell::new(&letter.original_subject),
                     Cell::new(

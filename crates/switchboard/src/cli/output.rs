@@ -134,11 +134,17 @@ pub fn proto_json_list<M: prost::Message>(
 pub fn time(timestamp: &Option<Timestamp>) -> String {
     let Some(timestamp) = timestamp else { return String::new() };
     match OffsetDateTime::from_unix_timestamp(timestamp.seconds) {
-        Ok(moment) => moment
-            .format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z"))
-            .unwrap_or_default(),
+        Ok(moment) => moment_text(moment),
         Err(_) => timestamp.seconds.to_string(),
     }
+}
+
+/// A moment as `2021-04-09 10:57:51Z` (UTC): one width in every row of a table.
+pub fn moment_text(moment: OffsetDateTime) -> String {
+    moment
+        .to_offset(time::UtcOffset::UTC)
+        .format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z"))
+        .unwrap_or_default()
 }
 
 /// An optional integer, or empty.
