@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::pull::{MessagesError, MessagesErrorKind};
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
@@ -60,18 +61,91 @@ impl StoredEvent {
         stream_sequence: u64,
         delivered: i64,
     ) -> Result<StoredEvent, Rejection> {
+        let received_at = received_at(message.headers.as_ref());
+        StoredEvent::received(subjects, message, received_at, stream_sequence, delivered)
+    }
+
+    /// [`StoredEvent::read`] for a message whose receive time was already read from its headers.
+    fn received(
+        subjects: &Subjects,
+        message: &jetstream::Message,
+        received_at: Option<i64>,
+        stream_sequence: u64,
+        delivered: i64,
+    ) -> Result<StoredEvent, Rejection> {
         let subject = message.subject.as_str();
         let kind = subjects
             .event_kind(subject)
             .ok_or_else(|| Rejection::NotAnEvent(format!("{subject} is not the subject of a known event")))?;
-        let received_at = message
-            .headers
-            .as_ref()
-            .and_then(|header_map| header_map.get(headers::RECEIVED_AT))
-            .and_then(|value| OffsetDateTime::parse(value.as_str(), &Rfc3339).ok())
-            .map(switchboard_events::value::unix_micros)
-            .unwrap_or_else(|| switchboard_events::value::unix_micros(OffsetDateTime::now_utc()));
+        let received_at =
+            received_at.unwrap_or_else(|| switchboard_events::value::unix_micros(OffsetDateTime::now_utc()));
         Ok(StoredEvent { kind, stream_sequence, delivered, received_at, body: message.payload.clone() })
+    }
+}
+
+/// When the gateway received a message (microseconds since the epoch), from its header.
+fn received_at(header_map: Option<&HeaderMap>) -> Option<i64> {
+    header_map
+        .and_then(|header_map| header_map.get(headers::RECEIVED_AT))
+        .and_then(|value| OffsetDateTime::parse(value.as_str(), &Rfc3339).ok())
+        .map(switchboard_events::value::unix_micros)
+}
+
+/// A fetched message as the consumer keeps it until it is acknowledged. The client hands over its
+/// headers as a hash map of owned names and values, three or four allocations per header and a
+/// table per message, for ten thousand and more messages in hand under a backlog (one batch read
+/// ahead, one decoded, one being written). Only a dead letter needs them again, so they are packed
+/// into one string (`Name: value` lines) as the message is read, after its receive time is taken.
+struct Fetched {
+    /// The message without its headers: it acknowledges itself through its reply subject.
+    message: jetstream::Message,
+    received_at: Option<i64>,
+    headers: PackedHeaders,
+}
+
+impl Fetched {
+    fn new(mut message: jetstream::Message) -> Fetched {
+        let header_map = message.message.headers.take();
+        Fetched {
+            received_at: received_at(header_map.as_ref()),
+            headers: PackedHeaders::pack(header_map.as_ref()),
+            message,
+        }
+    }
+}
+
+/// Headers packed into one string, a `Name: value` line per value (NATS header names hold no `:`,
+/// and neither names nor values hold line breaks).
+#[derive(Debug, Default, PartialEq)]
+struct PackedHeaders(Box<str>);
+
+impl PackedHeaders {
+    fn pack(header_map: Option<&HeaderMap>) -> PackedHeaders {
+        let Some(header_map) = header_map else { return PackedHeaders::default() };
+        let mut packed = String::new();
+        for (name, values) in header_map.iter() {
+            for value in values {
+                packed.push_str(name.as_ref());
+                packed.push_str(": ");
+                packed.push_str(value.as_str());
+                packed.push('\n');
+            }
+        }
+        PackedHeaders(packed.into_boxed_str())
+    }
+
+    /// The headers again; `None` when the message had none.
+    fn unpack(&self) -> Option<HeaderMap> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let mut header_map = HeaderMap::new();
+        for line in self.0.lines() {
+            if let Some((name, value)) = line.split_once(": ") {
+                header_map.append(name, value);
+            }
+        }
+        Some(header_map)
     }
 }
 
@@ -196,7 +270,7 @@ pub const BATCH_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// A fetched batch, decoded: the messages to acknowledge once its items are applied.
 struct Decoded<I> {
     started: Instant,
-    accepted: Vec<(jetstream::Message, StoredEvent)>,
+    accepted: Vec<(Fetched, StoredEvent)>,
     items: Vec<I>,
 }
 
@@ -267,15 +341,15 @@ impl<P: Projection> ConsumerLoop<P> {
                     Some(Ok(first)) => {
                         consecutive_errors = 0;
                         let mut batch = Vec::with_capacity(self.settings.batch_size);
-                        let mut bytes = first.payload.len();
+                        let mut bytes = first.message.payload.len();
                         batch.push(first);
                         // Take what has already arrived, without waiting: big batches under load,
                         // no added latency when idle.
                         while batch.len() < self.settings.batch_size && bytes < BATCH_MAX_BYTES {
                             match messages.ready() {
-                                Some(Ok(message)) => {
-                                    bytes += message.payload.len();
-                                    batch.push(message);
+                                Some(Ok(fetched)) => {
+                                    bytes += fetched.message.payload.len();
+                                    batch.push(fetched);
                                 }
                                 _ => break,
                             }
@@ -315,24 +389,24 @@ impl<P: Projection> ConsumerLoop<P> {
     }
 
     /// Decodes a fetched batch, dead-lettering what cannot be decoded; `None` when nothing is left.
-    async fn decode(&self, batch: Vec<jetstream::Message>) -> Option<Decoded<P::Item>> {
+    async fn decode(&self, batch: Vec<Fetched>) -> Option<Decoded<P::Item>> {
         let started = Instant::now();
-        let mut accepted: Vec<(jetstream::Message, StoredEvent)> = Vec::with_capacity(batch.len());
+        let mut accepted: Vec<(Fetched, StoredEvent)> = Vec::with_capacity(batch.len());
         let mut items = Vec::with_capacity(batch.len());
-        for message in batch {
-            let delivery = match self.delivery(&message) {
+        for fetched in batch {
+            let delivery = match self.delivery(&fetched) {
                 Ok(delivery) => delivery,
                 Err(rejection) => {
-                    self.dead_letter(&message, None, &rejection.to_string()).await;
+                    self.dead_letter(&fetched, None, &rejection.to_string()).await;
                     continue;
                 }
             };
             match self.projection.decode(&delivery) {
                 Ok(item) => {
                     items.push(item);
-                    accepted.push((message, delivery));
+                    accepted.push((fetched, delivery));
                 }
-                Err(rejection) => self.dead_letter(&message, Some(&delivery), &rejection.to_string()).await,
+                Err(rejection) => self.dead_letter(&fetched, Some(&delivery), &rejection.to_string()).await,
             }
         }
         (!items.is_empty()).then_some(Decoded { started, accepted, items })
@@ -349,8 +423,8 @@ impl<P: Projection> ConsumerLoop<P> {
         self.record_store_state(&outcome);
         match outcome {
             Ok(()) => {
-                for (message, _) in &accepted {
-                    acknowledge(message, AckKind::Ack).await;
+                for (fetched, _) in &accepted {
+                    acknowledge(&fetched.message, AckKind::Ack).await;
                 }
                 metrics::counter!("switchboard_consumer_events_total", "consumer" => consumer.clone(), "outcome" => "applied")
                     .increment(accepted.len() as u64);
@@ -358,8 +432,8 @@ impl<P: Projection> ConsumerLoop<P> {
             Err(ApplyError::Unavailable(reason)) => {
                 tracing::warn!(consumer = %consumer, events = accepted.len(), %reason, "store unavailable; batch will be retried");
                 let mut most_deliveries = 1;
-                for (message, delivery) in &accepted {
-                    acknowledge(message, AckKind::Nak(Some(self.backoff(delivery.delivered)))).await;
+                for (fetched, delivery) in &accepted {
+                    acknowledge(&fetched.message, AckKind::Nak(Some(self.backoff(delivery.delivered)))).await;
                     most_deliveries = most_deliveries.max(delivery.delivered);
                 }
                 metrics::counter!("switchboard_consumer_events_total", "consumer" => consumer.clone(), "outcome" => "retried")
@@ -384,7 +458,8 @@ impl<P: Projection> ConsumerLoop<P> {
             .record(items.len() as f64);
     }
 
-    async fn apply_alone(&self, message: &jetstream::Message, delivery: &StoredEvent, item: &P::Item) {
+    async fn apply_alone(&self, fetched: &Fetched, delivery: &StoredEvent, item: &P::Item) {
+        let message = &fetched.message;
         let consumer = self.spec.durable_name.clone();
         let outcome = self.apply_bounded(std::slice::from_ref(item)).await;
         self.record_store_state(&outcome);
@@ -401,7 +476,7 @@ impl<P: Projection> ConsumerLoop<P> {
             }
             Err(ApplyError::Failed(reason)) if delivery.delivered >= self.settings.max_attempts => {
                 let reason = format!("failed {} times: {reason}", delivery.delivered);
-                self.dead_letter(message, Some(delivery), &reason).await;
+                self.dead_letter(fetched, Some(delivery), &reason).await;
             }
             Err(ApplyError::Failed(reason)) => {
                 tracing::warn!(
@@ -457,21 +532,30 @@ impl<P: Projection> ConsumerLoop<P> {
         self.settings.retry_initial.saturating_mul(2u32.saturating_pow(exponent)).min(self.settings.retry_max)
     }
 
-    fn delivery(&self, message: &jetstream::Message) -> Result<StoredEvent, Rejection> {
+    fn delivery(&self, fetched: &Fetched) -> Result<StoredEvent, Rejection> {
+        let message = &fetched.message;
         let info = message
             .info()
             .map_err(|error| Rejection::NotAnEvent(format!("not a JetStream message: {error}")))?;
-        StoredEvent::read(&self.subjects, message, info.stream_sequence, info.delivered)
+        StoredEvent::received(
+            &self.subjects,
+            message,
+            fetched.received_at,
+            info.stream_sequence,
+            info.delivered,
+        )
     }
 
-    async fn dead_letter(&self, message: &jetstream::Message, delivery: Option<&StoredEvent>, reason: &str) {
+    async fn dead_letter(&self, fetched: &Fetched, delivery: Option<&StoredEvent>, reason: &str) {
+        let message = &fetched.message;
         let sequence = delivery
             .map(|delivery| delivery.stream_sequence)
             .or_else(|| message.info().ok().map(|info| info.stream_sequence));
+        let original_headers = fetched.headers.unpack();
         let letter = DeadLetter {
             original_subject: message.subject.as_str(),
             original_sequence: sequence,
-            original_headers: message.headers.as_ref(),
+            original_headers: original_headers.as_ref(),
             body: message.payload.clone(),
             reason,
         };
@@ -513,7 +597,7 @@ async fn acknowledge(message: &jetstream::Message, kind: AckKind) {
 /// takes whatever little has arrived by then. What is read ahead is bounded by `capacity` messages
 /// and [`BATCH_MAX_BYTES`] of bodies; the reader waits when either is reached.
 struct ReadAhead {
-    receiver: mpsc::Receiver<Result<jetstream::Message, MessagesError>>,
+    receiver: mpsc::Receiver<Result<Fetched, MessagesError>>,
     /// Body bytes the reader may still hand over.
     bytes: Arc<Semaphore>,
     reader: tokio::task::JoinHandle<()>,
@@ -526,6 +610,7 @@ impl ReadAhead {
         let budget = Arc::clone(&bytes);
         let reader = tokio::spawn(async move {
             while let Some(next) = messages.next().await {
+                let next = next.map(Fetched::new);
                 let Ok(permit) = budget.acquire_many(ReadAhead::size(&next)).await else {
                     break;
                 };
@@ -539,27 +624,24 @@ impl ReadAhead {
     }
 
     /// The bytes a message counts for (a body larger than the bound counts as the bound).
-    fn size(next: &Result<jetstream::Message, MessagesError>) -> u32 {
-        let length = next.as_ref().map_or(0, |message| message.payload.len()).min(BATCH_MAX_BYTES);
+    fn size(next: &Result<Fetched, MessagesError>) -> u32 {
+        let length = next.as_ref().map_or(0, |fetched| fetched.message.payload.len()).min(BATCH_MAX_BYTES);
         u32::try_from(length).unwrap_or(u32::MAX)
     }
 
-    fn taken(
-        &self,
-        next: Result<jetstream::Message, MessagesError>,
-    ) -> Result<jetstream::Message, MessagesError> {
+    fn taken(&self, next: Result<Fetched, MessagesError>) -> Result<Fetched, MessagesError> {
         self.bytes.add_permits(ReadAhead::size(&next) as usize);
         next
     }
 
     /// The next message, waiting for it; `None` when the stream ended.
-    async fn next(&mut self) -> Option<Result<jetstream::Message, MessagesError>> {
+    async fn next(&mut self) -> Option<Result<Fetched, MessagesError>> {
         let next = self.receiver.recv().await?;
         Some(self.taken(next))
     }
 
     /// The next message if one has already arrived.
-    fn ready(&mut self) -> Option<Result<jetstream::Message, MessagesError>> {
+    fn ready(&mut self) -> Option<Result<Fetched, MessagesError>> {
         let next = self.receiver.try_recv().ok()?;
         Some(self.taken(next))
     }
@@ -577,8 +659,8 @@ async fn release_buffered(messages: &mut ReadAhead, limit: usize) {
     let mut released = 0usize;
     while released < limit {
         match messages.ready() {
-            Some(Ok(message)) => {
-                acknowledge(&message, AckKind::Nak(None)).await;
+            Some(Ok(fetched)) => {
+                acknowledge(&fetched.message, AckKind::Nak(None)).await;
                 released += 1;
             }
             _ => break,
@@ -600,6 +682,36 @@ async fn sleep_or_shutdown(duration: Duration, shutdown: &CancellationToken) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packed_headers_unpack_to_the_same_names_and_values() {
+        assert_eq!(PackedHeaders::pack(None).unpack(), None, "no headers stay none");
+        let mut header_map = HeaderMap::new();
+        header_map.insert(headers::RECEIVED_AT, "2021-04-09T10:57:51.123456Z");
+        header_map.insert("Nats-Msg-Id", "sms.message.status:0123abcd");
+        header_map.append("X-Twice", "first value: with a colon");
+        header_map.append("X-Twice", "second");
+        header_map.insert("X-Empty", "");
+        let unpacked = PackedHeaders::pack(Some(&header_map)).unpack().expect("headers");
+        let values = |map: &HeaderMap| {
+            let mut values: Vec<(String, Vec<String>)> = map
+                .iter()
+                .map(|(name, values)| {
+                    (name.to_string(), values.iter().map(|value| value.as_str().to_owned()).collect())
+                })
+                .collect();
+            values.sort();
+            values
+        };
+        assert_eq!(values(&unpacked), values(&header_map));
+        assert_eq!(values(&unpacked).len(), 4);
+        assert_eq!(
+            received_at(Some(&unpacked)),
+            Some(switchboard_events::value::unix_micros(
+                OffsetDateTime::parse("2021-04-09T10:57:51.123456Z", &Rfc3339).expect("a valid time")
+            ))
+        );
+    }
 
     #[test]
     fn a_rejection_says_why_in_the_words_a_dead_letter_keeps() {
