@@ -17,7 +17,11 @@ use switchboard_tests::{NatsServer, TestBackend, TestDatabase, workload};
 /// time as a redelivery), and returns the rows of `table`, the service's current state.
 async fn apply_largest_batch(product: Product, table: &str, changes: ChangeFeed) -> i64 {
     let database = TestDatabase::create(TestBackend::from_env(), product.name()).await.expect("database");
-    let pool = PoolSettings { max_connections: 2, acquire_timeout: Duration::from_secs(30) };
+    let pool = PoolSettings {
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(30),
+        ..PoolSettings::default()
+    };
     let projection =
         ServiceProjection::open(product, &database.url(), pool, changes).await.expect("projection");
     let batch: Vec<StoredEvent> = workload::events(product, MAX_BATCH_SIZE, workload::Arrival::Shuffled)

@@ -114,7 +114,7 @@ fn deliveries(product: Product, count: usize, arrival: Arrival) -> anyhow::Resul
 }
 
 fn pool() -> PoolSettings {
-    PoolSettings { max_connections: 4, acquire_timeout: Duration::from_secs(30) }
+    PoolSettings { max_connections: 4, acquire_timeout: Duration::from_secs(30), ..PoolSettings::default() }
 }
 
 /// Plain multi-row inserts of one row per event.

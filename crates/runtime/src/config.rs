@@ -394,6 +394,9 @@ pub struct BasicCredential {
     pub password: Secret,
 }
 
+/// The largest `sqlite_cache_mib`: 4 GiB in KiB still fits SQLite's `cache_size`.
+pub const MAX_SQLITE_CACHE_MIB: u32 = 4096;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceConfig {
@@ -402,6 +405,8 @@ pub struct ServiceConfig {
     pub max_connections: u32,
     #[serde(with = "humantime_serde")]
     pub acquire_timeout: Duration,
+    /// SQLite's page cache per connection, in MiB (ignored on PostgreSQL).
+    pub sqlite_cache_mib: u32,
     pub consumer: ConsumerConfig,
     pub retention: RetentionConfig,
 }
@@ -412,6 +417,7 @@ impl Default for ServiceConfig {
             database_url: None,
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
+            sqlite_cache_mib: 8,
             consumer: ConsumerConfig::default(),
             retention: RetentionConfig::default(),
         }
@@ -676,6 +682,10 @@ impl Config {
             }
             if service.max_connections == 0 {
                 problems.push(format!("{name}.max_connections: must be at least 1"));
+            }
+            if !(1..=MAX_SQLITE_CACHE_MIB).contains(&service.sqlite_cache_mib) {
+                problems
+                    .push(format!("{name}.sqlite_cache_mib: must be between 1 and {MAX_SQLITE_CACHE_MIB}"));
             }
             if let Some(url) = &service.database_url
                 && !url.is_empty()
@@ -1272,6 +1282,27 @@ mod tests {
         );
         let errors = with(MAX_BATCH_SIZE + 1).expect_err("one more is refused").0.join("\n");
         assert!(errors.contains("voice.consumer.batch_size: must be between 1 and 10000"), "{errors}");
+    }
+
+    #[test]
+    fn the_sqlite_page_cache_is_bounded() {
+        let with = |mib: u32| {
+            let figment = Figment::from(Toml::string(DEFAULTS_TOML))
+                .merge(Serialized::default("contacts.sqlite_cache_mib", mib));
+            Config::from_figment(&figment)
+        };
+        assert_eq!(
+            Config::from_figment(&Figment::from(Toml::string(DEFAULTS_TOML)))
+                .expect("defaults")
+                .service(Product::Sms)
+                .sqlite_cache_mib,
+            8
+        );
+        assert_eq!(with(64).expect("64 MiB is allowed").service(Product::Contacts).sqlite_cache_mib, 64);
+        for refused in [0, MAX_SQLITE_CACHE_MIB + 1] {
+            let errors = with(refused).expect_err("refused").0.join("\n");
+            assert!(errors.contains("contacts.sqlite_cache_mib: must be between 1 and 4096"), "{errors}");
+        }
     }
 
     #[test]

@@ -40,6 +40,7 @@ impl ServiceHost {
         let settings = PoolSettings {
             max_connections: service_config.max_connections,
             acquire_timeout: service_config.acquire_timeout,
+            sqlite_cache_kib: service_config.sqlite_cache_mib.saturating_mul(1024),
         };
         let mut pauses = switchboard_runtime::retry::waiting();
         let database = loop {

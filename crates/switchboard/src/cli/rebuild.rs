@@ -164,7 +164,11 @@ async fn rebuild(
         ChangeFeed::start(client.clone(), format!("{}.rebuild", subjects.changes(product)), stop.clone())
             .await
             .map_err(|error| anyhow::anyhow!("change feed: {error}"))?;
-    let settings = PoolSettings { max_connections: 2, acquire_timeout: service.acquire_timeout };
+    let settings = PoolSettings {
+        max_connections: 2,
+        acquire_timeout: service.acquire_timeout,
+        sqlite_cache_kib: service.sqlite_cache_mib.saturating_mul(1024),
+    };
     let database = Database::open(&target, settings, crate::descriptor(product).migrations)
         .await
         .context("creating the database to rebuild into")?;
