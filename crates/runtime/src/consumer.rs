@@ -116,7 +116,7 @@ impl Fetched {
 
 /// Headers packed into one string, a `Name: value` line per value (NATS header names hold no `:`,
 /// and neither names nor values hold line breaks).
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default)]
 struct PackedHeaders(Box<str>);
 
 impl PackedHeaders {

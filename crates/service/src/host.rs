@@ -6,11 +6,22 @@ use std::time::Duration;
 use switchboard_events::{Product, TimeZoneSetting};
 use switchboard_runtime::Platform;
 use switchboard_runtime::changes::ChangeFeed;
+use switchboard_runtime::config::ServiceConfig;
 use switchboard_runtime::consumer::{ConsumerHealth, ConsumerLoop, Projection};
 use switchboard_runtime::dead_letter::DeadLetters;
 use switchboard_runtime::nats::ConsumerSpec;
 use switchboard_store::{Database, MigrationFiles, PoolSettings};
 use tokio::task::JoinHandle;
+
+/// The pool a service's configuration asks for, with `max_connections` of its own (a tool such as
+/// `rebuild` or `migrate` needs fewer than the running service).
+pub fn pool_settings(service: &ServiceConfig, max_connections: u32) -> PoolSettings {
+    PoolSettings {
+        max_connections,
+        acquire_timeout: service.acquire_timeout,
+        sqlite_cache_kib: service.sqlite_cache_mib.saturating_mul(1024),
+    }
+}
 
 /// A running product service's shared parts. The service adds its consumers with
 /// [`ServiceHost::spawn_consumer`] and hands clones of `database` and `changes` to its API.
@@ -37,11 +48,7 @@ impl ServiceHost {
         let config = &platform.config;
         let service_config = config.service(product);
         let url = service_config.database_url(product, &config.storage.data_dir);
-        let settings = PoolSettings {
-            max_connections: service_config.max_connections,
-            acquire_timeout: service_config.acquire_timeout,
-            sqlite_cache_kib: service_config.sqlite_cache_mib.saturating_mul(1024),
-        };
+        let settings = pool_settings(service_config, service_config.max_connections);
         let mut pauses = switchboard_runtime::retry::waiting();
         let database = loop {
             match Database::open(url.expose(), settings, migrations).await {
@@ -160,5 +167,23 @@ impl ServiceHost {
         }
         self.database.close().await;
         tracing::info!(service = %self.product, "service stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_follows_the_service_configuration() {
+        let service = ServiceConfig {
+            sqlite_cache_mib: 3,
+            acquire_timeout: Duration::from_secs(7),
+            ..ServiceConfig::default()
+        };
+        let settings = pool_settings(&service, 2);
+        assert_eq!(settings.sqlite_cache_kib, 3 * 1024);
+        assert_eq!(settings.acquire_timeout, Duration::from_secs(7));
+        assert_eq!(settings.max_connections, 2);
     }
 }

@@ -313,3 +313,21 @@ fn create_sqlite_directory(url: &str) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_connections_get_the_configured_page_cache() -> Result<(), Box<dyn std::error::Error>> {
+        let directory = tempfile::tempdir()?;
+        let url = format!("sqlite://{}?mode=rwc", directory.path().join("cache.db").display());
+        let settings = PoolSettings { sqlite_cache_kib: 3 * 1024, ..PoolSettings::default() };
+        let database = Database::connect(&url, settings).await?;
+        for pool in [database.pool(), database.writer()] {
+            let (cache_size,): (i64,) = sqlx::query_as("PRAGMA cache_size").fetch_one(pool).await?;
+            assert_eq!(cache_size, -3 * 1024, "a negative cache_size is KiB");
+        }
+        Ok(())
+    }
+}

@@ -239,11 +239,7 @@ pub async fn migrate(config: &Config, products: &[Product]) -> anyhow::Result<()
     for product in products {
         let service = config.service(*product);
         let url = service.database_url(*product, &config.storage.data_dir);
-        let settings = switchboard_store::PoolSettings {
-            max_connections: 1,
-            acquire_timeout: service.acquire_timeout,
-            ..switchboard_store::PoolSettings::default()
-        };
+        let settings = switchboard_service::host::pool_settings(service, 1);
         let database =
             switchboard_store::Database::open(url.expose(), settings, descriptor(*product).migrations)
                 .await

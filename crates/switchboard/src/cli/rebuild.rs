@@ -27,7 +27,7 @@ use switchboard_runtime::nats;
 use switchboard_runtime::tokio_util::sync::CancellationToken;
 use switchboard_service::descriptor::{ProjectionParts, ServiceDescriptor};
 use switchboard_service::replay::{ReplayProgress, StreamReplay};
-use switchboard_store::{Database, PoolSettings};
+use switchboard_store::Database;
 
 use super::{Cli, Output};
 
@@ -164,11 +164,7 @@ async fn rebuild(
         ChangeFeed::start(client.clone(), format!("{}.rebuild", subjects.changes(product)), stop.clone())
             .await
             .map_err(|error| anyhow::anyhow!("change feed: {error}"))?;
-    let settings = PoolSettings {
-        max_connections: 2,
-        acquire_timeout: service.acquire_timeout,
-        sqlite_cache_kib: service.sqlite_cache_mib.saturating_mul(1024),
-    };
+    let settings = switchboard_service::host::pool_settings(service, 2);
     let database = Database::open(&target, settings, crate::descriptor(product).migrations)
         .await
         .context("creating the database to rebuild into")?;
