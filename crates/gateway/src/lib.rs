@@ -107,7 +107,7 @@ pub fn build(platform: &Platform) -> anyhow::Result<Built> {
         trusted_proxies: TrustedProxies::new(trusted_proxies),
         rate_limits: RateLimits::from_config(config),
         publisher: Publisher::new(
-            platform.jetstream.clone(),
+            platform.client.clone(),
             platform.subjects.clone(),
             config.publish_timeout,
             metrics.publish_seconds().clone(),

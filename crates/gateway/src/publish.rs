@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::{self, message::PublishMessage};
 use async_nats::{HeaderMap, HeaderName, Subject};
 use bytes::Bytes;
@@ -57,6 +58,7 @@ const LAST_RETRY_PAUSE: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone)]
 pub struct Publisher {
+    /// Its publish acknowledgements time out after `timeout`.
     jetstream: jetstream::Context,
     subjects: Subjects,
     timeout: Duration,
@@ -65,12 +67,14 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// Publishes through `client`, waiting at most `timeout` for each event's acknowledgement.
     pub fn new(
-        jetstream: jetstream::Context,
+        client: async_nats::Client,
         subjects: Subjects,
         timeout: Duration,
         ack_seconds: Histogram,
     ) -> Publisher {
+        let jetstream = switchboard_runtime::nats::jetstream_with_timeout(client, timeout);
         Publisher { jetstream, subjects, timeout, ack_seconds }
     }
 
@@ -102,30 +106,36 @@ impl Publisher {
         let deadline = tokio::time::Instant::from_std(started) + self.timeout;
         let mut pauses = switchboard_runtime::retry::pauses(FIRST_RETRY_PAUSE, LAST_RETRY_PAUSE);
         let mut pause = pauses.next().unwrap_or(LAST_RETRY_PAUSE);
-        let outcome = loop {
-            let attempt = tokio::time::timeout_at(deadline, async {
-                let ack_future = self
-                    .jetstream
-                    .send_publish(subject.clone(), message())
-                    .await
-                    .map_err(|error| PublishError::Refused(error.to_string()))?;
-                ack_future.await.map_err(|error| PublishError::Refused(error.to_string()))
+        let attempt = async || {
+            let ack_future = self
+                .jetstream
+                .send_publish(subject.clone(), message())
+                .await
+                .map_err(|error| PublishError::Refused(error.to_string()))?;
+            ack_future.await.map_err(|error| match error.kind() {
+                PublishErrorKind::TimedOut => PublishError::Timeout(self.timeout),
+                _ => PublishError::Refused(error.to_string()),
             })
-            .await;
-            match attempt {
-                Ok(Ok(ack)) => break Ok(Stored { sequence: ack.sequence, duplicate: ack.duplicate }),
-                // A refusal is most often a moment without a stream leader (a server restarting,
-                // an election): try again with the same message id, which JetStream stores at
-                // most once, while the deadline allows.
-                Ok(Err(error)) if tokio::time::Instant::now() + pause < deadline => {
-                    tracing::debug!(%error, retry_in = ?pause, "publish refused; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = pauses.next().unwrap_or(LAST_RETRY_PAUSE);
-                }
-                Ok(Err(error)) => break Err(error),
-                Err(_) => break Err(PublishError::Timeout(self.timeout)),
-            }
         };
+        // The first attempt is bounded by the context's ack timeout, which is `timeout`: one timer
+        // per request rather than two (each costs a turn at the runtime's timer wheel). Retries
+        // start later, so the deadline bounds them.
+        let mut outcome = attempt().await;
+        // A refusal is most often a moment without a stream leader (a server restarting, an
+        // election): try again with the same message id, which JetStream stores at most once,
+        // while the deadline allows.
+        while let Err(PublishError::Refused(error)) = &outcome {
+            if tokio::time::Instant::now() + pause >= deadline {
+                break;
+            }
+            tracing::debug!(%error, retry_in = ?pause, "publish refused; retrying");
+            tokio::time::sleep(pause).await;
+            pause = pauses.next().unwrap_or(LAST_RETRY_PAUSE);
+            outcome = tokio::time::timeout_at(deadline, attempt())
+                .await
+                .unwrap_or(Err(PublishError::Timeout(self.timeout)));
+        }
+        let outcome = outcome.map(|ack| Stored { sequence: ack.sequence, duplicate: ack.duplicate });
         self.ack_seconds.record(started.elapsed().as_secs_f64());
         outcome
     }

@@ -184,8 +184,14 @@ pub async fn connect_once(config: &NatsConfig, component: &str) -> Result<Client
 /// A JetStream context whose API calls and publish acks are bounded by `request_timeout`, and whose
 /// un-acknowledged publishes are bounded (publishers wait for room instead of failing).
 pub fn jetstream(client: Client, config: &NatsConfig) -> jetstream::Context {
+    jetstream_with_timeout(client, config.request_timeout)
+}
+
+/// [`jetstream`] with another bound on API calls and publish acks (the gateway waits for a publish
+/// ack only as long as its `publish_timeout`).
+pub fn jetstream_with_timeout(client: Client, timeout: Duration) -> jetstream::Context {
     jetstream::ContextBuilder::new()
-        .timeout(config.request_timeout)
+        .timeout(timeout)
         .max_ack_inflight(4096)
         .backpressure_on_inflight(true)
         .build(client)
