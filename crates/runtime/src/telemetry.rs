@@ -1,6 +1,7 @@
 //! Logs (pretty or JSON, via `tracing`) and Prometheus metrics (via `metrics`).
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -68,8 +69,16 @@ pub fn init_logging(config: &LogConfig) -> Result<(), String> {
 const LATENCY_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0];
 
+/// How often recorded histogram samples are folded into their buckets.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The process-wide Prometheus recorder, installed on first use. Metrics are process-global by the
 /// nature of the `metrics` facade; several components in one process share one registry.
+///
+/// The recorder keeps every histogram sample until its upkeep folds them into the buckets; without
+/// it they would pile up between scrapes, or for ever where nothing scrapes (the gateway grew by
+/// 18 MiB in 10 s under load). A thread of its own runs the upkeep every
+/// [`METRICS_UPKEEP_INTERVAL`] for the life of the process.
 pub fn metrics() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
@@ -77,19 +86,58 @@ pub fn metrics() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
                 .unwrap_or_else(|_| PrometheusBuilder::new());
-            match builder.install_recorder() {
+            let handle = match builder.install_recorder() {
                 Ok(handle) => handle,
                 // Another recorder is installed (an embedding application's): keep a private one so
                 // /metrics still answers, with what this recorder sees.
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-            }
+            };
+            let upkeep = handle.clone();
+            keep_up(METRICS_UPKEEP_INTERVAL, move || upkeep.run_upkeep());
+            handle
         })
         .clone()
 }
 
+/// Runs `upkeep` every `interval` on a thread of its own, which outlives any runtime.
+fn keep_up(interval: Duration, upkeep: impl Fn() + Send + 'static) {
+    let started = std::thread::Builder::new().name("metrics-upkeep".to_owned()).spawn(move || {
+        loop {
+            std::thread::sleep(interval);
+            upkeep();
+        }
+    });
+    if let Err(error) = started {
+        // Samples are still folded in at every scrape; only an unscraped process would grow.
+        tracing::warn!(%error, "cannot start the metrics upkeep thread");
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
+
+    #[test]
+    fn the_upkeep_runs_again_and_again_on_its_own_thread() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = runs.clone();
+        keep_up(Duration::from_millis(10), move || {
+            assert_eq!(std::thread::current().name(), Some("metrics-upkeep"));
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while runs.load(Ordering::SeqCst) < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the upkeep ran {} times",
+                runs.load(Ordering::SeqCst)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 
     #[test]
     fn rust_log_wins_over_the_configured_filter() {
