@@ -171,12 +171,18 @@ async fn without_nats_the_gateway_answers_503_in_time_and_recovers() {
     system.nats_server.as_mut().expect("own nats").kill();
     let started = Instant::now();
     let refused = system.post("sms:message:status", body.clone()).await;
+    let waited = started.elapsed();
     assert_eq!(refused.status(), 503);
     assert!(refused.headers().contains_key("retry-after"));
+    assert!(waited < Duration::from_millis(2900), "answered within the provider's timeout: {waited:?}");
+    // The publish waited its whole `publish_timeout` for an acknowledgement, and says so.
+    let publish_timeout = switchboard_runtime::config::GatewayConfig::default().publish_timeout;
+    assert!(waited >= publish_timeout, "waited {waited:?}, less than publish_timeout");
+    let answer: serde_json::Value = refused.json().await.expect("json");
+    assert_eq!(answer["error"], "unavailable", "{answer}");
     assert!(
-        started.elapsed() < Duration::from_millis(2900),
-        "answered within the provider's timeout: {:?}",
-        started.elapsed()
+        answer["message"].as_str().is_some_and(|message| message.contains("did not confirm in time")),
+        "{answer}"
     );
 
     system.nats_server.as_mut().expect("own nats").restart().expect("nats restarts");

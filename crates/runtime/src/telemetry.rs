@@ -71,6 +71,8 @@ const LATENCY_BUCKETS: &[f64] =
 
 /// How often recorded histogram samples are folded into their buckets.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// The name of the thread that does it (`ps -T`, `/proc/<pid>/task/*/comm`).
+const UPKEEP_THREAD: &str = "metrics-upkeep";
 
 /// The process-wide Prometheus recorder, installed on first use. Metrics are process-global by the
 /// nature of the `metrics` facade; several components in one process share one registry.
@@ -93,15 +95,15 @@ pub fn metrics() -> PrometheusHandle {
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
             };
             let upkeep = handle.clone();
-            keep_up(METRICS_UPKEEP_INTERVAL, move || upkeep.run_upkeep());
+            keep_up(UPKEEP_THREAD, METRICS_UPKEEP_INTERVAL, move || upkeep.run_upkeep());
             handle
         })
         .clone()
 }
 
-/// Runs `upkeep` every `interval` on a thread of its own, which outlives any runtime.
-fn keep_up(interval: Duration, upkeep: impl Fn() + Send + 'static) {
-    let started = std::thread::Builder::new().name("metrics-upkeep".to_owned()).spawn(move || {
+/// Runs `upkeep` every `interval` on a thread of its own named `name`, which outlives any runtime.
+fn keep_up(name: &str, interval: Duration, upkeep: impl Fn() + Send + 'static) {
+    let started = std::thread::Builder::new().name(name.to_owned()).spawn(move || {
         loop {
             std::thread::sleep(interval);
             upkeep();
@@ -124,8 +126,8 @@ mod tests {
     fn the_upkeep_runs_again_and_again_on_its_own_thread() {
         let runs = Arc::new(AtomicUsize::new(0));
         let counted = runs.clone();
-        keep_up(Duration::from_millis(10), move || {
-            assert_eq!(std::thread::current().name(), Some("metrics-upkeep"));
+        keep_up("upkeep-test", Duration::from_millis(10), move || {
+            assert_eq!(std::thread::current().name(), Some("upkeep-test"));
             counted.fetch_add(1, Ordering::SeqCst);
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -137,6 +139,17 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    #[test]
+    fn the_process_recorder_starts_its_upkeep_thread() {
+        let _ = metrics();
+        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .expect("/proc is readable")
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect();
+        assert!(threads.iter().any(|name| name == UPKEEP_THREAD), "threads: {threads:?}");
     }
 
     #[test]
