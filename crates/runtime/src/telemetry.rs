@@ -144,12 +144,19 @@ mod tests {
     #[test]
     fn the_process_recorder_starts_its_upkeep_thread() {
         let _ = metrics();
-        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
-            .expect("/proc is readable")
-            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-            .map(|name| name.trim().to_owned())
-            .collect();
-        assert!(threads.iter().any(|name| name == UPKEEP_THREAD), "threads: {threads:?}");
+        let threads = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .expect("/proc is readable")
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .collect()
+        };
+        // A new thread takes its name once it runs.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !threads().iter().any(|name| name == UPKEEP_THREAD) {
+            assert!(std::time::Instant::now() < deadline, "threads: {:?}", threads());
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     #[test]
