@@ -54,3 +54,69 @@ async fn writers_take_turns_on_sqlite_and_share_the_pool_on_postgres() {
     assert_eq!(written, 2);
     store.close().await;
 }
+
+/// A delete by key (contacts' attributes, rewritten in every batch) reads the key's index, not the
+/// whole table, though the table has no statistics yet: on a fresh PostgreSQL database catching up
+/// on a backlog, the planner otherwise takes each key to match 0.5 % of the rows and scans the table
+/// whole for every statement of 200 keys or more. And it deletes exactly the rows of those keys.
+#[tokio::test]
+async fn deleting_by_key_reads_the_index_before_the_table_has_statistics() {
+    let backend = TestBackend::from_env();
+    let database = TestDatabase::create(backend, "delete_in").await.expect("database");
+    let store = Database::connect(database.url().expose(), PoolSettings::default()).await.expect("connect");
+    store
+        .pool()
+        .execute("CREATE TABLE attributes (owner TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (owner, key))")
+        .await
+        .expect("table");
+    let mut load = store.begin_write().await.expect("load");
+    for chunk in 0..20 {
+        let values: Vec<String> = (chunk * 1000..(chunk + 1) * 1000)
+            .map(|owner| format!("('{owner}', 'a'), ('{owner}', 'b')"))
+            .collect();
+        sqlx::query(&format!("INSERT INTO attributes (owner, key) VALUES {}", values.join(", ")))
+            .execute(&mut *load)
+            .await
+            .expect("insert");
+    }
+    load.commit().await.expect("commit");
+
+    // 300 keys: a statement of 256, then the rest (32, 8, 4); every fifth owner has no rows.
+    let owners: Vec<String> =
+        (0..300).map(|index| format!("{}", index * 5 + (index % 5 != 0) as usize * 20_000)).collect();
+    let keys: Vec<&str> = owners.iter().map(String::as_str).collect();
+    let mut batch = store.begin_write().await.expect("batch");
+    let scans_before = table_scans(&mut batch, store.backend()).await;
+    switchboard_store::delete_where_in(&mut batch, "attributes", "owner", &keys).await.expect("delete");
+    if store.backend() == Backend::Postgres {
+        let (sequential, by_index) = table_scans(&mut batch, store.backend()).await;
+        assert_eq!(sequential, scans_before.0, "the delete scanned the table whole");
+        assert!(by_index - scans_before.1 >= 4, "{by_index} index scans for four statements");
+        let setting: String = sqlx::query_scalar("SELECT current_setting('enable_seqscan')")
+            .fetch_one(&mut *batch)
+            .await
+            .expect("setting");
+        assert_eq!(setting, "on", "the rest of the transaction plans as configured");
+    }
+    batch.commit().await.expect("commit");
+
+    let left: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM attributes").fetch_one(store.pool()).await.expect("count");
+    assert_eq!(left, 40_000 - 2 * 60, "the 60 owners that had rows lost both, no other row went");
+    store.close().await;
+}
+
+/// PostgreSQL's count of sequential and index scans of `attributes` (the session's, not yet sent to
+/// the statistics); zeros on SQLite.
+async fn table_scans(connection: &mut sqlx::AnyConnection, backend: Backend) -> (i64, i64) {
+    if backend != Backend::Postgres {
+        return (0, 0);
+    }
+    sqlx::query_as(
+        "SELECT COALESCE(seq_scan, 0), COALESCE(idx_scan, 0) FROM pg_stat_xact_user_tables \
+         WHERE relname = 'attributes'",
+    )
+    .fetch_one(connection)
+    .await
+    .expect("statistics of this session")
+}
