@@ -1,5 +1,6 @@
 //! The consumer loop decodes the next batch while the previous one is applied, yet applies batches
-//! one at a time, in the order they were fetched, and acknowledges each only once it is applied.
+//! one at a time, in the order they were fetched (or as many at once as it is allowed), and
+//! acknowledges each only once it is applied.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -90,6 +91,11 @@ impl Rig {
     }
 
     fn consumer(&self, batch_size: usize) -> ConsumerLoop<Recorder> {
+        self.consumer_writing(batch_size, 1)
+    }
+
+    /// A consumer applying up to `concurrent_writes` batches at once.
+    fn consumer_writing(&self, batch_size: usize, concurrent_writes: usize) -> ConsumerLoop<Recorder> {
         let subjects = self.nats.subjects();
         let settings = ConsumerConfig { batch_size, ack_wait: ACK_WAIT, ..ConsumerConfig::default() };
         ConsumerLoop {
@@ -107,14 +113,20 @@ impl Rig {
             settings,
             projection: Arc::clone(&self.recorder),
             health: ConsumerHealth::default(),
+            concurrent_writes,
         }
     }
 
     /// Runs a consumer (batches of 100) until `events` events have been applied (or 10 s passed),
     /// then stops it.
     async fn run_until_applied(&self, events: u64) {
+        self.run_until_applied_writing(events, 1).await;
+    }
+
+    /// The same, applying up to `concurrent_writes` batches at once.
+    async fn run_until_applied_writing(&self, events: u64, concurrent_writes: usize) {
         let stop = CancellationToken::new();
-        let running = tokio::spawn(self.consumer(100).run(stop.clone()));
+        let running = tokio::spawn(self.consumer_writing(100, concurrent_writes).run(stop.clone()));
         for _ in 0..500 {
             if self.applied().iter().map(Vec::len).sum::<usize>() as u64 >= events {
                 break;
@@ -164,6 +176,46 @@ async fn next_batch_is_decoded_while_one_is_applied_one_at_a_time_in_order() {
         "later batches are decoded while an earlier one is applied"
     );
     assert_eq!(rig.acknowledged_through(events).await, events, "every applied event acknowledged");
+}
+
+/// PostgreSQL's setting: two batches in their own transactions at once, never more; each event still
+/// applied once and acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_batches_are_applied_at_once_when_allowed() {
+    let events = 3_000;
+    let rig = Rig::start(events).await;
+    rig.run_until_applied_writing(events, 2).await;
+
+    let mut applied: Vec<u64> = rig.applied().into_iter().flatten().collect();
+    applied.sort_unstable();
+    assert_eq!(applied, (1..=events).collect::<Vec<_>>(), "every event applied once");
+    assert_eq!(
+        rig.recorder.most_applying_at_once.load(Ordering::SeqCst),
+        2,
+        "two batches applied at once, no more"
+    );
+    assert_eq!(rig.acknowledged_through(events).await, events, "every applied event acknowledged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_two_batches_being_applied_finishes_both() {
+    let events = 3_000;
+    let rig = Rig::start(events).await;
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(rig.consumer_writing(100, 2).run(stop.clone()));
+    while rig.recorder.applying.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    stop.cancel();
+    running.await.expect("consumer loop");
+
+    assert_eq!(rig.recorder.applying.load(Ordering::SeqCst), 0, "no batch left half-applied");
+    let mut applied: Vec<u64> = rig.applied().into_iter().flatten().collect();
+    applied.sort_unstable();
+    let last = *applied.last().expect("some applied");
+    assert!(last < events, "stopped before the end of the stream");
+    assert_eq!(applied, (1..=last).collect::<Vec<_>>(), "a prefix of the stream, each event once");
+    assert_eq!(rig.acknowledged_through(last).await, last, "everything applied is acknowledged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

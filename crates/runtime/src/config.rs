@@ -466,7 +466,7 @@ impl ServiceConfig {
 
 /// The largest `batch_size`. Statements take at most `switchboard_store::STATEMENT_ROWS` rows each,
 /// so no batch size reaches a database's bound-parameter limit; this bounds what a consumer holds in
-/// memory (two batches in flight) and how long one transaction runs.
+/// memory (three batches in hand, four on PostgreSQL) and how long one transaction runs.
 pub const MAX_BATCH_SIZE: usize = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use switchboard_runtime::config::ServiceConfig;
 use switchboard_runtime::consumer::{ConsumerHealth, ConsumerLoop, Projection};
 use switchboard_runtime::dead_letter::DeadLetters;
 use switchboard_runtime::nats::ConsumerSpec;
-use switchboard_store::{Database, MigrationFiles, PoolSettings};
+use switchboard_store::{Backend, Database, MigrationFiles, PoolSettings};
 use tokio::task::JoinHandle;
 
 /// The pool a service's configuration asks for, with `max_connections` of its own (a tool such as
@@ -118,6 +118,10 @@ impl ServiceHost {
             ),
             projection,
             health,
+            concurrent_writes: concurrent_writes(
+                self.database.backend(),
+                platform.config.service(self.product).max_connections,
+            ),
         };
         self.consumers.push(tokio::spawn(consumer.run(platform.shutdown.clone())));
     }
@@ -170,6 +174,18 @@ impl ServiceHost {
     }
 }
 
+/// Batches a consumer applies at once on `backend` with a pool of `max_connections`. SQLite writes
+/// one transaction at a time (the writer pool holds one connection): a second batch would only wait
+/// for it, held in memory. PostgreSQL runs two side by side, so the server applies one while the
+/// service binds the other (a backlog drained 1.05–1.26 times as fast, docs/benchmarks.md), when
+/// the pool has room for them and for reads: four connections or more.
+pub fn concurrent_writes(backend: Backend, max_connections: u32) -> usize {
+    match backend {
+        Backend::Postgres if max_connections >= 4 => 2,
+        Backend::Postgres | Backend::Sqlite => 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +201,13 @@ mod tests {
         assert_eq!(settings.sqlite_cache_kib, 3 * 1024);
         assert_eq!(settings.acquire_timeout, Duration::from_secs(7));
         assert_eq!(settings.max_connections, 2);
+    }
+
+    #[test]
+    fn two_batches_at_once_only_on_postgresql_with_room_in_the_pool() {
+        assert_eq!(concurrent_writes(Backend::Postgres, 8), 2);
+        assert_eq!(concurrent_writes(Backend::Postgres, 4), 2);
+        assert_eq!(concurrent_writes(Backend::Postgres, 3), 1, "a small pool keeps a connection for reads");
+        assert_eq!(concurrent_writes(Backend::Sqlite, 8), 1, "SQLite's writes take turns anyway");
     }
 }
