@@ -97,7 +97,8 @@ impl Rig {
     /// A consumer applying up to `concurrent_writes` batches at once.
     fn consumer_writing(&self, batch_size: usize, concurrent_writes: usize) -> ConsumerLoop<Recorder> {
         let subjects = self.nats.subjects();
-        let settings = ConsumerConfig { batch_size, ack_wait: ACK_WAIT, ..ConsumerConfig::default() };
+        let settings =
+            ConsumerConfig { batch_size: Some(batch_size), ack_wait: ACK_WAIT, ..ConsumerConfig::default() };
         ConsumerLoop {
             jetstream: self.jetstream.clone(),
             spec: ConsumerSpec {

@@ -44,7 +44,7 @@ fn fault_settings(config: &mut Config, replicas: usize) {
     for product in Product::ALL {
         let service = config.service_mut(product);
         service.consumer.ack_wait = Duration::from_secs(5);
-        service.consumer.batch_size = 16;
+        service.consumer.batch_size = Some(16);
         service.acquire_timeout = Duration::from_millis(500);
         service.consumer.retry_max = Duration::from_millis(500);
     }

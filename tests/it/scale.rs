@@ -88,7 +88,7 @@ async fn run_replicas(replicas: usize, bodies: &[String]) -> Vec<(MessageRow, Ve
             .nats(nats.url())
             .database(Product::Sms, database.url())
             // Small batches make the replicas interleave more.
-            .configure(|config| config.service_mut(Product::Sms).consumer.batch_size = 7)
+            .configure(|config| config.service_mut(Product::Sms).consumer.batch_size = Some(7))
             .start()
             .await
             .expect("replica starts");

@@ -92,7 +92,7 @@ async fn sms_service(url: Secret) -> TestSystem {
         .database(Product::Sms, url)
         .configure(|config| {
             let service = config.service_mut(Product::Sms);
-            service.consumer.batch_size = 200;
+            service.consumer.batch_size = Some(200);
             service.consumer.retry_initial = Duration::from_millis(100);
             service.consumer.retry_max = Duration::from_millis(500);
             service.consumer.max_attempts = 2;

@@ -217,7 +217,7 @@ async fn floor(
 ) -> anyhow::Result<(f64, usize)> {
     use async_nats::jetstream::consumer::{AckPolicy, pull};
     let stream = jetstream.get_stream("SWITCHBOARD").await?;
-    let batch = switchboard_runtime::config::ConsumerConfig::default().batch_size;
+    let batch = switchboard_runtime::config::BATCH_SIZE_ONE_WRITE;
     let started = Instant::now();
     let mut acknowledged = 0usize;
     for (durable, root) in roots {

@@ -73,8 +73,9 @@ enum Command {
         backends: Vec<BackendArg>,
         #[arg(long, default_value_t = 50_000)]
         events: usize,
-        /// Events per transaction, as the consumer's batch_size (default: the consumer's default).
-        #[arg(long, default_value_t = switchboard_runtime::config::ConsumerConfig::default().batch_size)]
+        /// Events per transaction, as the consumer's batch_size (default: the consumer's default when
+        /// it writes one batch at a time).
+        #[arg(long, default_value_t = switchboard_runtime::config::BATCH_SIZE_ONE_WRITE)]
         batch: usize,
         #[arg(long, default_value_t = 3)]
         rounds: usize,

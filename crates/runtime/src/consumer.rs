@@ -311,7 +311,7 @@ impl<P: Projection> ConsumerLoop<P> {
                 return;
             }
             let mut messages = match self.open_stream().await {
-                Ok(messages) => ReadAhead::start(messages, self.settings.batch_size),
+                Ok(messages) => ReadAhead::start(messages, self.batch_size()),
                 Err(error) => {
                     let retry_delay = pauses.next().unwrap_or(Duration::from_secs(10));
                     tracing::warn!(consumer = %consumer_name, %error, retry_in = ?retry_delay, "cannot open consumer");
@@ -329,7 +329,7 @@ impl<P: Projection> ConsumerLoop<P> {
                 let next = tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => {
-                        release_buffered(&mut messages, self.settings.batch_size).await;
+                        release_buffered(&mut messages, self.batch_size()).await;
                         return;
                     }
                     next = messages.next() => next,
@@ -355,12 +355,12 @@ impl<P: Projection> ConsumerLoop<P> {
                     }
                     Some(Ok(first)) => {
                         consecutive_errors = 0;
-                        let mut batch = Vec::with_capacity(self.settings.batch_size);
+                        let mut batch = Vec::with_capacity(self.batch_size());
                         let mut bytes = first.message.payload.len();
                         batch.push(first);
                         // Take what has already arrived, without waiting: big batches under load,
                         // no added latency when idle.
-                        while batch.len() < self.settings.batch_size && bytes < BATCH_MAX_BYTES {
+                        while batch.len() < self.batch_size() && bytes < BATCH_MAX_BYTES {
                             match messages.ready() {
                                 Some(Ok(fetched)) => {
                                     bytes += fetched.message.payload.len();
@@ -394,12 +394,17 @@ impl<P: Projection> ConsumerLoop<P> {
         }
     }
 
+    /// Events a batch takes at most.
+    fn batch_size(&self) -> usize {
+        self.settings.batch_size(self.concurrent_writes)
+    }
+
     async fn open_stream(&self) -> Result<jetstream::consumer::pull::Stream, String> {
         let consumer =
             ensure_consumer(&self.jetstream, &self.spec).await.map_err(|error| error.to_string())?;
         consumer
             .stream()
-            .max_messages_per_batch(self.settings.batch_size)
+            .max_messages_per_batch(self.batch_size())
             .max_bytes_per_batch(BATCH_MAX_BYTES)
             .heartbeat(HEARTBEAT)
             .expires(PULL_EXPIRES)

@@ -90,14 +90,16 @@ impl ServiceHost {
     /// `projection`, and registers its readiness check.
     pub fn spawn_consumer<P: Projection>(&mut self, durable_name: &str, root: &str, projection: Arc<P>) {
         let platform = &self.platform;
-        let settings = platform.config.service(self.product).consumer.clone();
+        let service = platform.config.service(self.product);
+        let settings = service.consumer.clone();
+        let concurrent_writes = concurrent_writes(self.database.backend(), service.max_connections);
         let spec = ConsumerSpec {
             stream: platform.config.nats.stream.name.clone(),
             durable_name: durable_name.to_owned(),
             filter_subject: platform.subjects.root_filter(root),
             ack_wait: settings.ack_wait,
             max_ack_pending: settings.max_ack_pending,
-            max_batch: i64::try_from(settings.batch_size).unwrap_or(i64::MAX),
+            max_batch: i64::try_from(settings.batch_size(concurrent_writes)).unwrap_or(i64::MAX),
         };
         let health = ConsumerHealth::default();
         let probe = health.clone();
@@ -118,10 +120,7 @@ impl ServiceHost {
             ),
             projection,
             health,
-            concurrent_writes: concurrent_writes(
-                self.database.backend(),
-                platform.config.service(self.product).max_connections,
-            ),
+            concurrent_writes,
         };
         self.consumers.push(tokio::spawn(consumer.run(platform.shutdown.clone())));
     }
