@@ -267,7 +267,7 @@ pub struct ConsumerLoop<P> {
     pub health: ConsumerHealth,
     /// Batches applied at once, each in its own transaction (at least one). Two keep the database
     /// server busy while the service binds the next batch's statements, where they run side by
-    /// side (PostgreSQL: a drain 1.05–1.26 times as fast, docs/benchmarks.md); each costs another
+    /// side (PostgreSQL: a drain 1.02–1.27 times as fast, docs/benchmarks.md); each costs another
     /// batch held in memory.
     pub concurrent_writes: usize,
 }

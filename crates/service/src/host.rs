@@ -176,8 +176,9 @@ impl ServiceHost {
 /// Batches a consumer applies at once on `backend` with a pool of `max_connections`. SQLite writes
 /// one transaction at a time (the writer pool holds one connection): a second batch would only wait
 /// for it, held in memory. PostgreSQL runs two side by side, so the server applies one while the
-/// service binds the other (a backlog drained 1.05–1.26 times as fast, docs/benchmarks.md), when
-/// the pool has room for them and for reads: four connections or more.
+/// service binds the other (a backlog drained 1.02–1.27 times as fast; three at once were slower
+/// than two; docs/benchmarks.md), when the pool has room for them and for reads: four connections
+/// or more.
 pub fn concurrent_writes(backend: Backend, max_connections: u32) -> usize {
     match backend {
         Backend::Postgres if max_connections >= 4 => 2,
