@@ -128,14 +128,41 @@ impl Rig {
     async fn run_until_applied_writing(&self, events: u64, concurrent_writes: usize) {
         let stop = CancellationToken::new();
         let running = tokio::spawn(self.consumer_writing(100, concurrent_writes).run(stop.clone()));
+        let mut all_applied = false;
         for _ in 0..500 {
             if self.applied().iter().map(Vec::len).sum::<usize>() as u64 >= events {
+                all_applied = true;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        if !all_applied {
+            // For a run that stalls (seen rarely, cause unknown): what the server holds for the
+            // consumer tells a pull request it stopped serving (nothing waiting, events pending)
+            // from acknowledgements that never arrived (events pending acknowledgement).
+            self.report_consumer_state().await;
+        }
         stop.cancel();
         running.await.expect("consumer loop");
+    }
+
+    /// Prints the server's view of the consumer and what the loop is doing, to the test's output.
+    async fn report_consumer_state(&self) {
+        let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> =
+            self.jetstream.get_consumer_from_stream(DURABLE, &self.nats.stream.name).await;
+        let info = match consumer {
+            Ok(mut consumer) => consumer
+                .info()
+                .await
+                .map(|info| format!("{info:?}"))
+                .unwrap_or_else(|error| error.to_string()),
+            Err(error) => error.to_string(),
+        };
+        eprintln!(
+            "not every event applied in time: {} batches applied, {} being applied; consumer: {info}",
+            self.applied().len(),
+            self.recorder.applying.load(Ordering::SeqCst),
+        );
     }
 
     fn applied(&self) -> Vec<Vec<u64>> {
