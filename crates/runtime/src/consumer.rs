@@ -272,8 +272,9 @@ pub struct ConsumerLoop<P> {
     pub concurrent_writes: usize,
 }
 
-/// Messages buffered in the client beyond the batch in hand: their ack timers run while they wait.
-const HEARTBEAT: Duration = Duration::from_secs(5);
+/// The server sends an idle heartbeat at this interval while a pull request of ours waits there;
+/// two missed in a row end the message stream, which is then reopened (see the loop).
+const HEARTBEAT: Duration = Duration::from_secs(2);
 const PULL_EXPIRES: Duration = Duration::from_secs(30);
 /// Payload bytes a batch takes at most, and each pull request asks for. `batch_size` alone would
 /// let a run of bodies near the gateway's limit fill memory: two batches of 5,000 events of 256 KiB
@@ -341,12 +342,21 @@ impl<P: Projection> ConsumerLoop<P> {
                     }
                     Some(Err(error)) => {
                         consecutive_errors += 1;
+                        // A missed heartbeat means no pull request of ours waits on the server, and
+                        // the client will not send another: its count of the messages still owed
+                        // to it can run ahead of the server's (it counts a request's messages only
+                        // once the request's own publish is confirmed to it, so messages that
+                        // arrive first are lost from the count), and it asks again only when that
+                        // count falls to half a batch. The consumer then stalled with events
+                        // pending (`num_waiting` 0, seen in the consumer tests) until the request's
+                        // expiry, 35 s later. A new message stream starts with a fresh count.
                         let fatal = matches!(
                             error.kind(),
                             MessagesErrorKind::ConsumerDeleted
                                 | MessagesErrorKind::NoResponders
                                 | MessagesErrorKind::PushBasedConsumer
                                 | MessagesErrorKind::RequestLimitExceeded
+                                | MessagesErrorKind::MissingHeartbeat
                         );
                         tracing::warn!(consumer = %consumer_name, %error, consecutive_errors, "message stream error");
                         if fatal || consecutive_errors >= 3 {
