@@ -231,9 +231,14 @@ async fn shutdown_with_two_batches_being_applied_finishes_both() {
     let rig = Rig::start(events).await;
     let stop = CancellationToken::new();
     let running = tokio::spawn(rig.consumer_writing(100, 2).run(stop.clone()));
-    while rig.recorder.applying.load(Ordering::SeqCst) < 2 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let two_at_once = async {
+        while rig.recorder.applying.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), two_at_once)
+        .await
+        .expect("two batches being applied at once");
     stop.cancel();
     running.await.expect("consumer loop");
 

@@ -305,6 +305,7 @@ impl<P: Projection> ConsumerLoop<P> {
 
     async fn consume(self: &Arc<Self>, writing: &mut VecDeque<Writing>, shutdown: &CancellationToken) {
         let consumer_name = self.spec.durable_name.clone();
+        let batch_size = self.batch_size();
         let opening_pauses = || crate::retry::pauses(Duration::from_millis(250), Duration::from_secs(10));
         let mut pauses = opening_pauses();
         loop {
@@ -312,7 +313,7 @@ impl<P: Projection> ConsumerLoop<P> {
                 return;
             }
             let mut messages = match self.open_stream().await {
-                Ok(messages) => ReadAhead::start(messages, self.batch_size()),
+                Ok(messages) => ReadAhead::start(messages, batch_size),
                 Err(error) => {
                     let retry_delay = pauses.next().unwrap_or(Duration::from_secs(10));
                     tracing::warn!(consumer = %consumer_name, %error, retry_in = ?retry_delay, "cannot open consumer");
@@ -330,7 +331,7 @@ impl<P: Projection> ConsumerLoop<P> {
                 let next = tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => {
-                        release_buffered(&mut messages, self.batch_size()).await;
+                        release_buffered(&mut messages, batch_size).await;
                         return;
                     }
                     next = messages.next() => next,
@@ -365,12 +366,12 @@ impl<P: Projection> ConsumerLoop<P> {
                     }
                     Some(Ok(first)) => {
                         consecutive_errors = 0;
-                        let mut batch = Vec::with_capacity(self.batch_size());
+                        let mut batch = Vec::with_capacity(batch_size);
                         let mut bytes = first.message.payload.len();
                         batch.push(first);
                         // Take what has already arrived, without waiting: big batches under load,
                         // no added latency when idle.
-                        while batch.len() < self.batch_size() && bytes < BATCH_MAX_BYTES {
+                        while batch.len() < batch_size && bytes < BATCH_MAX_BYTES {
                             match messages.ready() {
                                 Some(Ok(fetched)) => {
                                     bytes += fetched.message.payload.len();
