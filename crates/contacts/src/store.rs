@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[MigrationFiles] = &[
         sqlite: include_str!("../migrations/sqlite/0002_fewer_indexes.sql"),
         postgres: include_str!("../migrations/postgres/0002_fewer_indexes.sql"),
     },
+    switchboard_store::BYTEWISE_TEXT,
 ];
 
 /// The tables the service writes (`contact_attributes` is written by [`replace_attributes`]).

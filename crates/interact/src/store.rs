@@ -5,12 +5,15 @@ use switchboard_store::{
     BindValue as _, Conditions, Database, Keyset, MigrationFiles, Table, columns, epoch_day_sql,
 };
 
-pub const MIGRATIONS: &[MigrationFiles] = &[MigrationFiles {
-    version: 1,
-    description: "messages to virtual numbers",
-    sqlite: include_str!("../migrations/sqlite/0001_messages.sql"),
-    postgres: include_str!("../migrations/postgres/0001_messages.sql"),
-}];
+pub const MIGRATIONS: &[MigrationFiles] = &[
+    MigrationFiles {
+        version: 1,
+        description: "messages to virtual numbers",
+        sqlite: include_str!("../migrations/sqlite/0001_messages.sql"),
+        postgres: include_str!("../migrations/postgres/0001_messages.sql"),
+    },
+    switchboard_store::BYTEWISE_TEXT,
+];
 
 /// The tables the service writes.
 pub const TABLES: &[&dyn switchboard_store::TableShape] = &[&MESSAGES];

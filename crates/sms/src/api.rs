@@ -106,7 +106,7 @@ impl SmsService for SmsApi {
         }
         conditions.equal_if_set("cid", &request.cid);
         conditions.equal_if_set("custom", &request.custom);
-        store::request_condition(self.database.backend(), &mut conditions, &request.request_id);
+        store::request_condition(&mut conditions, &request.request_id);
         conditions.equal_if_set("sender", &request.sender);
         conditions.range("listed_at", grpc::time_range(request.sent.as_ref(), "sent")?);
         let mut rows = store::list_messages(&self.database, conditions, cursor, i64::from(page_size) + 1)

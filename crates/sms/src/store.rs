@@ -3,9 +3,7 @@
 use std::borrow::Borrow;
 
 use switchboard_store::sqlx::{self, AnyConnection, Row, any::AnyRow};
-use switchboard_store::{
-    Backend, Conditions, Database, Keyset, MigrationFiles, Table, columns, epoch_day_sql,
-};
+use switchboard_store::{Conditions, Database, Keyset, MigrationFiles, Table, columns, epoch_day_sql};
 
 use crate::model::{Precedence, WINNER};
 
@@ -22,7 +20,14 @@ pub const MIGRATIONS: &[MigrationFiles] = &[
         sqlite: include_str!("../migrations/sqlite/0002_request_by_primary_key.sql"),
         postgres: include_str!("../migrations/postgres/0002_request_by_primary_key.sql"),
     },
+    MigrationFiles {
+        version: 3,
+        description: "request filter from the primary key on PostgreSQL too",
+        sqlite: include_str!("../migrations/sqlite/0003_request_by_primary_key_everywhere.sql"),
+        postgres: include_str!("../migrations/postgres/0003_request_by_primary_key_everywhere.sql"),
+    },
     switchboard_service::optouts::MIGRATION,
+    switchboard_store::BYTEWISE_TEXT,
 ];
 
 /// The tables the service writes.
@@ -233,26 +238,19 @@ pub async fn get_message(
 ///
 /// A message's request id is its id up to a final `:<recipient index>`, or the whole id when there
 /// is none (`switchboard_events::sms::SmsStatus::request_id`), so a request's messages have the id
-/// `request_id` itself or one starting with `request_id:`. SQLite compares text bytewise, so those
-/// are one key plus a range of the primary key (`:` + 1 is `;`), read without an index of their own
-/// (migration 2 dropped it: every insert wrote it at a random place). PostgreSQL orders the key by
-/// the database collation, in which that range is not the prefix, and keeps the request index. The
-/// equality holds on both, so ids like `request:x` or `request:1:2` (other requests) are left out.
-pub fn request_condition(backend: Backend, conditions: &mut Conditions, request_id: &str) {
+/// `request_id` itself or one starting with `request_id:`. Text compares bytewise on both backends
+/// (migration 901 on PostgreSQL), so those are one key plus a range of the primary key (`:` + 1 is
+/// `;`), read without an index of their own (migrations 2 and 3 dropped it: every insert wrote it
+/// at a random place). The equality keeps ids like `request:x` or `request:1:2` (other requests)
+/// out.
+pub fn request_condition(conditions: &mut Conditions, request_id: &str) {
     if request_id.is_empty() {
         return;
     }
     let equal = conditions.bind(request_id);
-    match backend {
-        Backend::Sqlite => {
-            let whole = conditions.bind(request_id);
-            let (from, to) =
-                (conditions.bind(format!("{request_id}:")), conditions.bind(format!("{request_id};")));
-            conditions
-                .push(format!("request_id = {equal} AND (id = {whole} OR (id >= {from} AND id < {to}))"));
-        }
-        Backend::Postgres => conditions.push(format!("request_id = {equal}")),
-    }
+    let whole = conditions.bind(request_id);
+    let (from, to) = (conditions.bind(format!("{request_id}:")), conditions.bind(format!("{request_id};")));
+    conditions.push(format!("request_id = {equal} AND (id = {whole} OR (id >= {from} AND id < {to}))"));
 }
 
 /// Messages matching `conditions`, newest first, at most `limit`.

@@ -23,7 +23,7 @@ mod winner;
 
 pub use database::{Backend, Database, PoolSettings, WriteTransaction};
 pub use error::{StoreError, is_caused_by_the_rows, is_unavailable};
-pub use migrate::MigrationFiles;
+pub use migrate::{BYTEWISE_TEXT, MigrationFiles};
 pub use sql::{
     BatchWinner, BoundQuery, Conditions, CurrentRow, CursorValues, Delivered, Keyset, MICROS_PER_DAY,
     Placeholders, STATEMENT_ROWS, Value, batch_winners, current_rows_returned, current_state_update,

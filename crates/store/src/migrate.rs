@@ -22,6 +22,15 @@ pub struct MigrationFiles {
     pub postgres: &'static str,
 }
 
+/// Shared by every service, after its own first migrations: text compares byte by byte on
+/// PostgreSQL as it does on SQLite (`migrations/postgres/bytewise_text.sql` says why and how).
+pub const BYTEWISE_TEXT: MigrationFiles = MigrationFiles {
+    version: 901,
+    description: "text compares byte by byte",
+    sqlite: include_str!("../migrations/sqlite/bytewise_text.sql"),
+    postgres: include_str!("../migrations/postgres/bytewise_text.sql"),
+};
+
 #[derive(Debug)]
 struct EmbeddedSource(Vec<Migration>);
 

@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[MigrationFiles] = &[
         postgres: include_str!("../migrations/postgres/0001_calls.sql"),
     },
     switchboard_service::optouts::MIGRATION,
+    switchboard_store::BYTEWISE_TEXT,
 ];
 
 /// The tables the service writes.
