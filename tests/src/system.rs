@@ -364,6 +364,26 @@ impl TestSystem {
         Ok(async_nats::jetstream::new(client))
     }
 
+    /// Waits until durable consumer `durable` has nothing pending and nothing unacknowledged: every
+    /// event of its subjects applied and committed (a batch is acknowledged after its commit). On
+    /// PostgreSQL two batches are written at once, so a later event can show before an earlier
+    /// batch has committed: seeing the last event is not enough.
+    pub async fn wait_applied(&self, durable: &str) {
+        let jetstream = self.jetstream().await.expect("jetstream");
+        let stream_name = self.config.nats.stream.name.clone();
+        wait_until(&format!("consumer {durable} to acknowledge every event"), Duration::from_secs(20), || {
+            let (jetstream, stream_name) = (jetstream.clone(), stream_name.clone());
+            async move {
+                let stream = jetstream.get_stream(&stream_name).await.ok()?;
+                let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                    stream.get_consumer(durable).await.ok()?;
+                let info = consumer.info().await.ok()?;
+                (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+            }
+        })
+        .await
+    }
+
     /// Signals shutdown and waits for every component to stop.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.stop.cancel();
