@@ -137,9 +137,10 @@ impl Rig {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if !all_applied {
-            // For a run that stalls (seen rarely, cause unknown): what the server holds for the
-            // consumer tells a pull request it stopped serving (nothing waiting, events pending)
-            // from acknowledgements that never arrived (events pending acknowledgement).
+            // For a run that stalls: what the server holds for the consumer tells a pull request
+            // it stopped serving (nothing waiting, events pending: the client's miscount the loop
+            // now recovers from by reopening the stream) from acknowledgements that never arrived
+            // (events pending acknowledgement).
             self.report_consumer_state().await;
         }
         stop.cancel();

@@ -17,7 +17,7 @@ use switchboard_events::{EventKind, Product};
 use switchboard_runtime::Secret;
 use switchboard_store::sqlx::{self, Connection, Executor};
 use switchboard_tests::workload::{sms_id, sms_status};
-use switchboard_tests::{TestBackend, TestDatabase, TestSystem, wait_until};
+use switchboard_tests::{TestBackend, TestDatabase, TestSystem};
 
 /// Distinct messages posted: far more than the small filesystem holds.
 const MESSAGES: usize = 6_000;
@@ -167,13 +167,7 @@ async fn check_acknowledged_events_are_stored(system: &TestSystem, url: &Secret,
 /// Once the store takes writes again: every event is stored and acknowledged, readiness is back,
 /// nothing was dead-lettered.
 async fn catch_up(system: &TestSystem, url: &Secret) {
-    let jetstream = system.jetstream().await.expect("jetstream");
-    wait_until("the backlog to be applied and acknowledged", Duration::from_secs(120), || async {
-        let stream = jetstream.get_stream(&system.config.nats.stream.name).await.ok()?;
-        let info = stream.consumer_info("sms").await.ok()?;
-        (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
-    })
-    .await;
+    system.wait_applied("sms", Duration::from_secs(120)).await;
     let stored = stored_ids(url).await;
     assert_eq!(stored.len(), MESSAGES, "every event is stored");
     for message in 0..MESSAGES {

@@ -367,11 +367,11 @@ impl TestSystem {
     /// Waits until durable consumer `durable` has nothing pending and nothing unacknowledged: every
     /// event of its subjects applied and committed (a batch is acknowledged after its commit). On
     /// PostgreSQL two batches are written at once, so a later event can show before an earlier
-    /// batch has committed: seeing the last event is not enough.
-    pub async fn wait_applied(&self, durable: &str) {
+    /// batch has committed: seeing the last event is not enough. Fails after `timeout`.
+    pub async fn wait_applied(&self, durable: &str, timeout: Duration) {
         let jetstream = self.jetstream().await.expect("jetstream");
         let stream_name = self.config.nats.stream.name.clone();
-        wait_until(&format!("consumer {durable} to acknowledge every event"), Duration::from_secs(20), || {
+        wait_until(&format!("consumer {durable} to acknowledge every event"), timeout, || {
             let (jetstream, stream_name) = (jetstream.clone(), stream_name.clone());
             async move {
                 let stream = jetstream.get_stream(&stream_name).await.ok()?;

@@ -90,18 +90,14 @@ pub async fn write_rows<T>(
 
 /// The SQL text of the last statement size used: [`statement_sizes`] gives each size in one run.
 #[derive(Default)]
-struct SqlBySize {
-    size: usize,
-    text: String,
-}
+struct SqlBySize(Option<(usize, String)>);
 
 impl SqlBySize {
     fn get(&mut self, size: usize, statement: impl FnOnce(usize) -> String) -> &str {
-        if self.size != size || self.text.is_empty() {
-            self.size = size;
-            self.text = statement(size);
+        if self.0.as_ref().is_none_or(|(built, _)| *built != size) {
+            self.0 = Some((size, statement(size)));
         }
-        &self.text
+        self.0.as_ref().map_or("", |(_, text)| text)
     }
 }
 

@@ -600,7 +600,7 @@ async fn rebuild_replays_the_stream_into_a_database_that_answers_like_the_live_o
     // Every batch committed, not only the last report's: two batches can be written at once on
     // PostgreSQL, and the live answers once showed c:1 without its first receive time, which the
     // batch before was still committing.
-    system.wait_applied("sms").await;
+    system.wait_applied("sms", WAIT).await;
     let live = wait_until("the live service to apply every report", WAIT, || async {
         // Both answers must already show the last report: the list is read before the gets, so a
         // list taken while the last report was being applied would otherwise be stale.
