@@ -56,6 +56,22 @@ EVENTS = (
 )
 # The NATS client Service every component's configuration names.
 NATS_SERVICE_URL = re.compile(r"nats://switchboard-nats(?:\.[a-z0-9.-]+)?:4222")
+# The image every Switchboard container runs, and the Dockerfile it is built from.
+SWITCHBOARD_IMAGE = "ghcr.io/switchboard-dev/switchboard"
+DOCKERFILE = Path(__file__).resolve().parents[1] / "docker" / "Dockerfile"
+
+
+def image_environment() -> dict[str, str]:
+    """The `ENV NAME=value` settings of the Dockerfile's last stage: what the image's containers start with."""
+    environment: dict[str, str] = {}
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.startswith("FROM "):
+            environment.clear()
+        elif line.startswith("ENV "):
+            for setting in line[len("ENV "):].split():
+                name, _, value = setting.partition("=")
+                environment[name] = value.strip('"')
+    return environment
 
 
 def free_port() -> int:
@@ -222,6 +238,9 @@ class Rehearsal:
 
     def container_environment(self, container: dict, pod_name: str, pod: PodTemplate | None = None) -> dict[str, str]:
         environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.root)}
+        # The image's own environment first (the Dockerfile's ENV), then the pod's, as a container runtime does.
+        if re.split(r"[:@]", container.get("image", ""), maxsplit=1)[0] == SWITCHBOARD_IMAGE:
+            environment.update(image_environment())
         if pod is not None and pod.spec.get("enableServiceLinks", True) is not False:
             environment.update(self.service_links())
         for variable in container.get("env", []):

@@ -162,7 +162,27 @@ token_header = "authorization"
     Ok(())
 }
 
-/// Starts `switchboard --config <config> <component>` with extra environment, output discarded.
+/// The environment the image gives every container (the `ENV` lines of deploy/docker/Dockerfile's
+/// last stage: the allocator's settings), so that a benchmark runs what ships. A variable set in the
+/// benchmark's own environment wins.
+fn image_environment() -> Vec<(String, String)> {
+    let mut environment = Vec::new();
+    for line in include_str!("../../../deploy/docker/Dockerfile").lines() {
+        if line.starts_with("FROM ") {
+            environment.clear();
+        } else if let Some(settings) = line.strip_prefix("ENV ") {
+            environment.extend(settings.split_whitespace().filter_map(|setting| {
+                let (name, value) = setting.split_once('=')?;
+                Some((name.to_owned(), value.trim_matches('"').to_owned()))
+            }));
+        }
+    }
+    environment.retain(|(name, _)| std::env::var_os(name).is_none());
+    environment
+}
+
+/// Starts `switchboard --config <config> <component>` with the image's environment and extra
+/// environment, output discarded.
 pub(crate) fn spawn_component(
     binary: &Path,
     config: &Path,
@@ -173,6 +193,7 @@ pub(crate) fn spawn_component(
         .arg("--config")
         .arg(config)
         .arg(component)
+        .envs(image_environment())
         .envs(environment.iter().map(|(name, value)| (name, value)))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -271,4 +292,25 @@ fn first_line(child: &mut Child) -> anyhow::Result<String> {
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
     Ok(line.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_components_start_with_the_images_allocator_settings() {
+        let names: Vec<String> = image_environment().into_iter().map(|(name, _)| name).collect();
+        for name in ["MIMALLOC_PURGE_DELAY", "MIMALLOC_ALLOW_THP"] {
+            // A setting in the benchmark's own environment wins and is not repeated.
+            assert_eq!(
+                names.iter().any(|found| found == name),
+                std::env::var_os(name).is_none(),
+                "{name} in {names:?}"
+            );
+        }
+        let values: Vec<(String, String)> =
+            image_environment().into_iter().filter(|(name, _)| name.starts_with("MIMALLOC_")).collect();
+        assert!(values.iter().all(|(_, value)| value.parse::<u64>().is_ok()), "{values:?}");
+    }
 }
