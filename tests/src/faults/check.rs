@@ -231,52 +231,84 @@ fn key_of(kind: EventKind, body: &str) -> String {
     }
 }
 
+/// What a query answers: `None` when the service holds nothing under the key (`NOT_FOUND`). Any
+/// other error says nothing about what the service holds (a service busy or reconnecting), so it
+/// must not count as a lost event: it is asked again for up to 30 s, then fails the check with the
+/// error.
+async fn held<T, F, Fut>(what: &str, mut query: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    retried(what, || {
+        let answer = query();
+        async move {
+            match answer.await {
+                Ok(response) => Ok(Some(response.into_inner())),
+                Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+                Err(status) => Err(status),
+            }
+        }
+    })
+    .await
+}
+
 /// The raw JSON of every event the services hold for `kind` and `key`.
 async fn projected_bodies(services: &Services, kind: EventKind, key: &str) -> Vec<String> {
+    let what = format!("the {kind:?} projection of {key}");
     match kind {
         EventKind::SmsMessageStatus => {
-            let request = GetMessageRequest { id: key.to_owned() };
-            match services.sms().await.get_message(request).await {
-                Ok(message) => message.into_inner().history.into_iter().map(|event| event.raw_json).collect(),
-                Err(_) => Vec::new(),
-            }
+            let client = services.sms().await;
+            held(&what, || {
+                let mut client = client.clone();
+                async move { client.get_message(GetMessageRequest { id: key.to_owned() }).await }
+            })
+            .await
+            .map(|message| message.history.into_iter().map(|event| event.raw_json).collect())
+            .unwrap_or_default()
         }
         EventKind::WhatsappMessageStatus => {
-            let request = GetOutboundMessageRequest { channel: "whatsapp".into(), id: key.to_owned() };
-            match services.chat().await.get_outbound_message(request).await {
-                Ok(message) => message.into_inner().history.into_iter().map(|event| event.raw_json).collect(),
-                Err(_) => Vec::new(),
-            }
+            let client = services.chat().await;
+            let request = || GetOutboundMessageRequest { channel: "whatsapp".into(), id: key.to_owned() };
+            held(&what, || {
+                let mut client = client.clone();
+                async move { client.get_outbound_message(request()).await }
+            })
+            .await
+            .map(|message| message.history.into_iter().map(|event| event.raw_json).collect())
+            .unwrap_or_default()
         }
         EventKind::VoiceMessageOut => {
-            let request = GetCallRequest { mid: key.to_owned() };
-            services
-                .voice()
-                .await
-                .get_call(request)
-                .await
-                .map(|call| vec![call.into_inner().raw_json])
-                .unwrap_or_default()
+            let client = services.voice().await;
+            held(&what, || {
+                let mut client = client.clone();
+                async move { client.get_call(GetCallRequest { mid: key.to_owned() }).await }
+            })
+            .await
+            .map(|call| vec![call.raw_json])
+            .unwrap_or_default()
         }
         EventKind::VmnMessageIn => {
-            let request = GetVmnRequest { id: key.to_owned() };
-            services
-                .interact()
-                .await
-                .get_message(request)
-                .await
-                .map(|message| vec![message.into_inner().raw_json])
-                .unwrap_or_default()
+            let client = services.interact().await;
+            held(&what, || {
+                let mut client = client.clone();
+                async move { client.get_message(GetVmnRequest { id: key.to_owned() }).await }
+            })
+            .await
+            .map(|message| vec![message.raw_json])
+            .unwrap_or_default()
         }
         EventKind::ContactsSubscriberSubscription => {
+            let client = services.contacts().await;
             let request =
-                ListContactVersionsRequest { id: key.to_owned(), page_size: PAGE, ..Default::default() };
-            match services.contacts().await.list_contact_versions(request).await {
-                Ok(versions) => {
-                    versions.into_inner().versions.into_iter().map(|version| version.raw_json).collect()
-                }
-                Err(_) => Vec::new(),
-            }
+                || ListContactVersionsRequest { id: key.to_owned(), page_size: PAGE, ..Default::default() };
+            held(&what, || {
+                let mut client = client.clone();
+                async move { client.list_contact_versions(request()).await }
+            })
+            .await
+            .map(|versions| versions.versions.into_iter().map(|version| version.raw_json).collect())
+            .unwrap_or_default()
         }
         EventKind::SmsUnsubscription => {
             let request = ListOptOutsRequest { page_size: PAGE, ..Default::default() };
