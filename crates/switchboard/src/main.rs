@@ -12,6 +12,7 @@ use switchboard::cli::Cli;
 /// small buffers across threads, and glibc's allocator spent a sixth of the gateway's CPU on that
 /// (docs/benchmarks.md). Built with its `override` feature, it also serves the C library's
 /// `malloc`, which the bundled SQLite calls for every value it binds and every record it builds.
+/// Built with `no_thp`, it asks for no transparent huge pages (Cargo.toml says why).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
