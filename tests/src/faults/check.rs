@@ -231,17 +231,18 @@ fn key_of(kind: EventKind, body: &str) -> String {
     }
 }
 
-/// What a query answers: `None` when the service holds nothing under the key (`NOT_FOUND`). Any
-/// other error says nothing about what the service holds (a service busy or reconnecting), so it
-/// must not count as a lost event: it is asked again for up to 30 s, then fails the check with the
-/// error.
-async fn held<T, F, Fut>(what: &str, mut query: F) -> Option<T>
+/// What a query of `client` answers: `None` when the service holds nothing under the key
+/// (`NOT_FOUND`). Any other error says nothing about what the service holds (a service busy or
+/// reconnecting), so it must not count as a lost event: it is asked again for up to 30 s, then
+/// fails the check with the error.
+async fn held<C, T, F, Fut>(what: &str, client: &C, mut query: F) -> Option<T>
 where
-    F: FnMut() -> Fut,
+    C: Clone,
+    F: FnMut(C) -> Fut,
     Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 {
     retried(what, || {
-        let answer = query();
+        let answer = query(client.clone());
         async move {
             match answer.await {
                 Ok(response) => Ok(Some(response.into_inner())),
@@ -256,55 +257,37 @@ where
 /// The raw JSON of every event the services hold for `kind` and `key`.
 async fn projected_bodies(services: &Services, kind: EventKind, key: &str) -> Vec<String> {
     let what = format!("the {kind:?} projection of {key}");
+    let id = || key.to_owned();
     match kind {
-        EventKind::SmsMessageStatus => {
-            let client = services.sms().await;
-            held(&what, || {
-                let mut client = client.clone();
-                async move { client.get_message(GetMessageRequest { id: key.to_owned() }).await }
-            })
-            .await
-            .map(|message| message.history.into_iter().map(|event| event.raw_json).collect())
-            .unwrap_or_default()
-        }
-        EventKind::WhatsappMessageStatus => {
-            let client = services.chat().await;
-            let request = || GetOutboundMessageRequest { channel: "whatsapp".into(), id: key.to_owned() };
-            held(&what, || {
-                let mut client = client.clone();
-                async move { client.get_outbound_message(request()).await }
-            })
-            .await
-            .map(|message| message.history.into_iter().map(|event| event.raw_json).collect())
-            .unwrap_or_default()
-        }
-        EventKind::VoiceMessageOut => {
-            let client = services.voice().await;
-            held(&what, || {
-                let mut client = client.clone();
-                async move { client.get_call(GetCallRequest { mid: key.to_owned() }).await }
-            })
-            .await
-            .map(|call| vec![call.raw_json])
-            .unwrap_or_default()
-        }
-        EventKind::VmnMessageIn => {
-            let client = services.interact().await;
-            held(&what, || {
-                let mut client = client.clone();
-                async move { client.get_message(GetVmnRequest { id: key.to_owned() }).await }
-            })
-            .await
-            .map(|message| vec![message.raw_json])
-            .unwrap_or_default()
-        }
+        EventKind::SmsMessageStatus => held(&what, &services.sms().await, |mut client| async move {
+            client.get_message(GetMessageRequest { id: id() }).await
+        })
+        .await
+        .map(|message| message.history.into_iter().map(|event| event.raw_json).collect())
+        .unwrap_or_default(),
+        EventKind::WhatsappMessageStatus => held(&what, &services.chat().await, |mut client| async move {
+            let request = GetOutboundMessageRequest { channel: "whatsapp".into(), id: id() };
+            client.get_outbound_message(request).await
+        })
+        .await
+        .map(|message| message.history.into_iter().map(|event| event.raw_json).collect())
+        .unwrap_or_default(),
+        EventKind::VoiceMessageOut => held(&what, &services.voice().await, |mut client| async move {
+            client.get_call(GetCallRequest { mid: id() }).await
+        })
+        .await
+        .map(|call| vec![call.raw_json])
+        .unwrap_or_default(),
+        EventKind::VmnMessageIn => held(&what, &services.interact().await, |mut client| async move {
+            client.get_message(GetVmnRequest { id: id() }).await
+        })
+        .await
+        .map(|message| vec![message.raw_json])
+        .unwrap_or_default(),
         EventKind::ContactsSubscriberSubscription => {
-            let client = services.contacts().await;
-            let request =
-                || ListContactVersionsRequest { id: key.to_owned(), page_size: PAGE, ..Default::default() };
-            held(&what, || {
-                let mut client = client.clone();
-                async move { client.list_contact_versions(request()).await }
+            held(&what, &services.contacts().await, |mut client| async move {
+                let request = ListContactVersionsRequest { id: id(), page_size: PAGE, ..Default::default() };
+                client.list_contact_versions(request).await
             })
             .await
             .map(|versions| versions.versions.into_iter().map(|version| version.raw_json).collect())
