@@ -288,6 +288,62 @@ async fn graceful_shutdown_under_load_loses_nothing() {
     assert!(summary.refused > 0, "the gateway's restart was seen by the provider: {summary:?}");
 }
 
+/// The check itself: with no fault, every accepted event is stored and projected; after a call's row
+/// and one SMS report's row are deleted behind the services' backs, the check reports exactly those
+/// two events as lost. A check that could not see a loss would let every scenario above pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_reports_a_projected_row_deleted_as_lost() {
+    let (_databases, urls) = test_databases().await;
+    let mut rig = Rig::start(urls.clone()).await;
+    let load = rig.start_load(Duration::from_millis(2));
+    let finished = load.finish().await;
+    assert!(finished.receipts.iter().all(Option::is_some), "every delivery accepted with no fault");
+    let jetstream = rig.jetstream().await;
+    wait_drained(&jetstream).await;
+    let services = Services::from(rig.services.as_ref().expect("services running"));
+    let clean = verify("no fault", &finished, &services, &jetstream).await;
+    clean.print();
+    assert_eq!((clean.lost, clean.duplicated), (0, 0), "{clean:?}");
+    assert_eq!(clean.projected, clean.distinct, "{clean:?}");
+
+    let database =
+        |product: Product| urls.iter().find(|(given, _)| *given == product).expect("a database").1.clone();
+    sqlx::any::install_default_drivers();
+    let call = switchboard_tests::faults::load::call_id(4);
+    let voice = database(Product::Voice);
+    let mut connection = sqlx::AnyConnection::connect(voice.expose()).await.expect("connects");
+    for table in ["voice_call_events", "voice_calls"] {
+        let deleted = sqlx::query(&format!("DELETE FROM {table} WHERE mid = $1"))
+            .bind(&call)
+            .execute(&mut connection)
+            .await
+            .expect("deleted")
+            .rows_affected();
+        assert_eq!(deleted, 1, "one row of {table} for {call}");
+    }
+    connection.close().await.expect("closes");
+    let message = switchboard_tests::faults::load::sms_id(5);
+    let sms = database(Product::Sms);
+    let mut connection = sqlx::AnyConnection::connect(sms.expose()).await.expect("connects");
+    let deleted =
+        sqlx::query("DELETE FROM sms_status_events WHERE message_id = $1 AND raw_json LIKE '%DELIVRD%'")
+            .bind(&message)
+            .execute(&mut connection)
+            .await
+            .expect("deleted")
+            .rows_affected();
+    assert_eq!(deleted, 1, "one delivered report of {message}");
+    connection.close().await.expect("closes");
+
+    let broken = verify("two rows deleted", &finished, &services, &jetstream).await;
+    broken.print();
+    assert_eq!(broken.lost, 2, "the call and the report are reported lost: {broken:?}");
+    assert_eq!(broken.projected, clean.projected - 2, "{broken:?}");
+    assert_eq!(broken.stored, clean.stored, "the stream still holds both: {broken:?}");
+    rig.stop_services().await;
+    rig.stop_gateway().await;
+}
+
 /// A 3-server JetStream cluster with three copies of every event, the components given all three
 /// URLs: under load, the server leading the events stream is killed (SIGKILL) and started again,
 /// then the other two are restarted one after the other (SIGTERM, start, wait until the stream's
