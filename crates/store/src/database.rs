@@ -95,11 +95,18 @@ const SQLITE_MMAP_BYTES: u64 = 256 * 1024 * 1024;
 /// 1000 WAL pages: that was a tenth of the writer's time and, when made rarer, the p99 of webhook →
 /// visible. Four times a second, off the commit path, a page is copied once however often it changed.
 const SQLITE_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
-/// The commit still checkpoints when the WAL reaches this many pages (64 MiB): only if the background
-/// checkpoints fall behind (or are not running, as in a tool that opens the database briefly).
-const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+/// The commit still checkpoints when the WAL reaches this size (set as a count of the database's own
+/// pages): only if the background checkpoints fall behind (or are not running, as in a tool that opens
+/// the database briefly).
+const SQLITE_AUTOCHECKPOINT_BYTES: i64 = 64 * 1024 * 1024;
 /// A WAL that grew past this during a burst is truncated back to it after a checkpoint.
 const SQLITE_WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+/// The page size of a database created from now on. SQLite fixes it when it writes the first page,
+/// so a database created with another size keeps it (`switchboard rebuild` makes a new file with this
+/// one). A batch's commit appends every page it changed to the WAL; with 16 KiB pages instead of
+/// SQLite's 4 KiB, sms drains on SQLite ran 1.13-1.18x as fast at 9 % less CPU per event, the other
+/// services 1.02-1.07x (docs/benchmarks.md).
+const SQLITE_PAGE_SIZE: i64 = 16 * 1024;
 
 impl Database {
     /// Opens the database and applies `migrations`. SQLite files (and their directory) are created when
@@ -255,19 +262,25 @@ fn pool_options(backend: Backend, max_connections: u32, settings: PoolSettings) 
             Box::pin(async move {
                 // WAL lets readers (gRPC queries) run while the consumer writes; NORMAL sync is
                 // durable against process crashes, and the stream keeps every event anyway.
+                // The page size first: it only takes on a database that has no page yet, and
+                // switching to WAL writes the first one.
                 connection
                     .execute(
                         format!(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                            "PRAGMA page_size = {SQLITE_PAGE_SIZE}; \
+                                 PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                                  PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; \
                                  PRAGMA cache_size = -{cache_kib}; PRAGMA mmap_size = {SQLITE_MMAP_BYTES}; \
                                  PRAGMA temp_store = MEMORY; \
-                                 PRAGMA wal_autocheckpoint = {SQLITE_AUTOCHECKPOINT_PAGES}; \
                                  PRAGMA journal_size_limit = {SQLITE_WAL_SIZE_LIMIT_BYTES};"
                         )
                         .as_str(),
                     )
                     .await?;
+                let (page_size,): (i64,) =
+                    sqlx::query_as("PRAGMA page_size").fetch_one(&mut *connection).await?;
+                let pages = SQLITE_AUTOCHECKPOINT_BYTES / page_size.max(512);
+                connection.execute(format!("PRAGMA wal_autocheckpoint = {pages}").as_str()).await?;
                 Ok(())
             })
         }),
@@ -327,6 +340,55 @@ mod tests {
         for pool in [database.pool(), database.writer()] {
             let (cache_size,): (i64,) = sqlx::query_as("PRAGMA cache_size").fetch_one(pool).await?;
             assert_eq!(cache_size, -3 * 1024, "a negative cache_size is KiB");
+        }
+        Ok(())
+    }
+
+    async fn pragma(pool: &AnyPool, name: &str) -> Result<i64, sqlx::Error> {
+        let (value,): (i64,) = sqlx::query_as(&format!("PRAGMA {name}")).fetch_one(pool).await?;
+        Ok(value)
+    }
+
+    #[tokio::test]
+    async fn a_new_sqlite_database_gets_16_kib_pages() -> Result<(), Box<dyn std::error::Error>> {
+        let directory = tempfile::tempdir()?;
+        let url = format!("sqlite://{}?mode=rwc", directory.path().join("new.db").display());
+        let database = Database::connect(&url, PoolSettings::default()).await?;
+        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)").execute(database.writer()).await?;
+        for pool in [database.pool(), database.writer()] {
+            assert_eq!(pragma(pool, "page_size").await?, 16 * 1024);
+            assert_eq!(pragma(pool, "wal_autocheckpoint").await?, 4096, "64 MiB of 16 KiB pages");
+        }
+        Ok(())
+    }
+
+    /// SQLite fixes the page size when it writes the first page: a database made with SQLite's
+    /// default keeps it, and is used as before.
+    #[tokio::test]
+    async fn an_existing_sqlite_database_keeps_its_page_size() -> Result<(), Box<dyn std::error::Error>> {
+        use sqlx::Connection as _;
+        let directory = tempfile::tempdir()?;
+        let url = format!("sqlite://{}?mode=rwc", directory.path().join("old.db").display());
+        sqlx::any::install_default_drivers();
+        let mut old = AnyConnection::connect(&url).await?;
+        old.execute("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+            .await?;
+        old.close().await?;
+
+        let database = Database::connect(&url, PoolSettings::default()).await?;
+        let body = "x".repeat(10_000);
+        for id in 0..100 {
+            sqlx::query("INSERT INTO t (id, body) VALUES ($1, $2)")
+                .bind(id)
+                .bind(&body)
+                .execute(database.writer())
+                .await?;
+        }
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM t").fetch_one(database.pool()).await?;
+        assert_eq!(count, 100);
+        for pool in [database.pool(), database.writer()] {
+            assert_eq!(pragma(pool, "page_size").await?, 4096);
+            assert_eq!(pragma(pool, "wal_autocheckpoint").await?, 16_384, "64 MiB of 4 KiB pages");
         }
         Ok(())
     }

@@ -623,6 +623,13 @@ async fn rebuild_replays_the_stream_into_a_database_that_answers_like_the_live_o
     assert_eq!(summary["last_sequence"], last);
     assert_eq!(summary["swapped"], false);
     assert!(rebuilt_file.exists());
+    // A new file: SQLite's header (bytes 16-17, big-endian) gives the page size it was created with.
+    let header = std::fs::read(&rebuilt_file).expect("the rebuilt file reads");
+    assert_eq!(
+        u16::from_be_bytes([header[16], header[17]]),
+        16 * 1024,
+        "a rebuilt database has 16 KiB pages"
+    );
 
     // A second sms service, on a NATS of its own, serving the rebuilt database.
     let url = switchboard_runtime::Secret::new(format!("sqlite://{rebuilt_path}?mode=rwc"));
