@@ -172,24 +172,22 @@ async fn documented_chat_events_are_queryable_over_grpc() {
         category: category.into(),
         ..Default::default()
     };
-    let whatsapp = wait_until("the whatsapp opt-out", WAIT, || {
-        let mut client = client.clone();
-        async move {
-            let answer = client.check_opt_out(check("917002081234", "WUC")).await.ok()?.into_inner();
-            answer.opted_out.then_some(answer)
-        }
-    })
-    .await;
+    // Each channel's opt-out is applied by that channel's own consumer: seeing one says nothing
+    // about the other.
+    let opted_out = async |receiver: &str, category: &str| {
+        wait_until(&format!("{receiver} to be opted out"), WAIT, || {
+            let mut client = client.clone();
+            let request = check(receiver, category);
+            async move {
+                let answer = client.check_opt_out(request).await.ok()?.into_inner();
+                answer.opted_out.then_some(answer)
+            }
+        })
+        .await
+    };
+    let whatsapp = opted_out("917002081234", "WUC").await;
     assert_eq!((whatsapp.matches[0].channel.as_str(), whatsapp.matches[0].id.as_str()), ("whatsapp", "436"));
-    // Its own consumer applies the rcs opt-out: seeing the whatsapp one says nothing about it.
-    let rcs = wait_until("the rcs opt-out", WAIT, || {
-        let mut client = client.clone();
-        async move {
-            let answer = client.check_opt_out(check("917002088123", "")).await.ok()?.into_inner();
-            answer.opted_out.then_some(answer)
-        }
-    })
-    .await;
+    let rcs = opted_out("917002088123", "").await;
     assert_eq!(rcs.matches[0].channel, "rcs", "type all, value * covers everything");
 
     // The same provider id on two channels is two messages.

@@ -308,32 +308,13 @@ async fn the_check_reports_a_projected_row_deleted_as_lost() {
 
     let database =
         |product: Product| urls.iter().find(|(given, _)| *given == product).expect("a database").1.clone();
-    sqlx::any::install_default_drivers();
     let call = switchboard_tests::faults::load::call_id(4);
     let voice = database(Product::Voice);
-    let mut connection = sqlx::AnyConnection::connect(voice.expose()).await.expect("connects");
-    for table in ["voice_call_events", "voice_calls"] {
-        let deleted = sqlx::query(&format!("DELETE FROM {table} WHERE mid = $1"))
-            .bind(&call)
-            .execute(&mut connection)
-            .await
-            .expect("deleted")
-            .rows_affected();
-        assert_eq!(deleted, 1, "one row of {table} for {call}");
-    }
-    connection.close().await.expect("closes");
+    delete_one_row(&voice, "DELETE FROM voice_call_events WHERE mid = $1", &call).await;
+    delete_one_row(&voice, "DELETE FROM voice_calls WHERE mid = $1", &call).await;
     let message = switchboard_tests::faults::load::sms_id(5);
-    let sms = database(Product::Sms);
-    let mut connection = sqlx::AnyConnection::connect(sms.expose()).await.expect("connects");
-    let deleted =
-        sqlx::query("DELETE FROM sms_status_events WHERE message_id = $1 AND raw_json LIKE '%DELIVRD%'")
-            .bind(&message)
-            .execute(&mut connection)
-            .await
-            .expect("deleted")
-            .rows_affected();
-    assert_eq!(deleted, 1, "one delivered report of {message}");
-    connection.close().await.expect("closes");
+    let sql = "DELETE FROM sms_status_events WHERE message_id = $1 AND raw_json LIKE '%DELIVRD%'";
+    delete_one_row(&database(Product::Sms), sql, &message).await;
 
     let broken = verify("two rows deleted", &finished, &services, &jetstream).await;
     broken.print();
@@ -342,6 +323,16 @@ async fn the_check_reports_a_projected_row_deleted_as_lost() {
     assert_eq!(broken.stored, clean.stored, "the stream still holds both: {broken:?}");
     rig.stop_services().await;
     rig.stop_gateway().await;
+}
+
+/// Runs `sql` (a `DELETE` with one placeholder, bound to `key`) on the database at `url`, outside
+/// the service that owns it, and asserts that it deleted exactly one row.
+async fn delete_one_row(url: &Secret, sql: &str, key: &str) {
+    sqlx::any::install_default_drivers();
+    let mut connection = sqlx::AnyConnection::connect(url.expose()).await.expect("connects");
+    let deleted = sqlx::query(sql).bind(key).execute(&mut connection).await.expect("deleted").rows_affected();
+    assert_eq!(deleted, 1, "{sql} with {key}: one row");
+    connection.close().await.expect("closes");
 }
 
 /// A 3-server JetStream cluster with three copies of every event, the components given all three
